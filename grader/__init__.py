@@ -1,0 +1,1 @@
+"""The course grader: `python -m grader SUBMISSION.py` (see README.md)."""

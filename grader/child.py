@@ -1,0 +1,293 @@
+"""The child-side runtime: the only grader code that runs next to a submission.
+
+The parent (grader/sandbox.py) starts this file as a script in a fresh, isolated Python
+(`python -I`, scrubbed environment, its own temporary working directory). It imports the
+submission and then answers the parent's questions by calling the submission's functions.
+It holds no thresholds, no data and no scoring: it only moves numbers and arrays.
+
+Wire format, both directions: a 4-byte big-endian length, a UTF-8 JSON header of that
+length, then the raw bytes of the arrays the header lists (C order). Inside the JSON,
+`{"$array": i}` stands for the i-th array, `{"$handle": n}` for an object that stays in
+the child (e.g. an Agent), `{"$service": name}` for a parent-side service the child may
+call back (e.g. the training environment). Nothing is ever pickled.
+
+This file must not import anything from the repository: the parent imports it too, for
+`send`/`receive`, and runs it as a script for the child.
+"""
+import json
+import os
+import struct
+import sys
+import traceback
+
+import numpy as np
+
+ALLOWED_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                  "float16", "float32", "float64"}
+MAX_HEADER_BYTES = 1 << 20
+
+
+class ProtocolError(Exception):
+    """A malformed message: the other side broke the protocol."""
+
+
+# ---------------------------------------------------------------- encoding
+def encode(value, arrays, handles=None):
+    """Turns a value into JSON-able data, appending arrays to `arrays`. Objects that are
+    neither numbers, strings, sequences nor arrays become handles when `handles` is given."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, (np.generic, np.ndarray)) or hasattr(value, "numpy"):
+        array = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+        if array.dtype.name not in ALLOWED_DTYPES:
+            if handles is None:
+                raise ProtocolError(f"cannot send an array of dtype {array.dtype}")
+            return {"$handle": handles.add(value)}
+        arrays.append(np.ascontiguousarray(array))
+        return {"$array": len(arrays) - 1}
+    if isinstance(value, (list, tuple)):
+        return [encode(v, arrays, handles) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) and not k.startswith("$") for k in value):
+        return {k: encode(v, arrays, handles) for k, v in value.items()}
+    if handles is None:
+        raise ProtocolError(f"cannot send a value of type {type(value).__name__}")
+    return {"$handle": handles.add(value)}
+
+
+def decode(data, arrays, resolve=None):
+    """Inverse of `encode`; `resolve(kind, payload)` maps handles and services to objects."""
+    if isinstance(data, list):
+        return [decode(v, arrays, resolve) for v in data]
+    if isinstance(data, dict):
+        if len(data) == 1:
+            (key, payload), = data.items()
+            if key == "$array":
+                if not isinstance(payload, int) or not 0 <= payload < len(arrays):
+                    raise ProtocolError("reference to a missing array")
+                return arrays[payload]
+            if key in ("$handle", "$service"):
+                if resolve is None:
+                    raise ProtocolError(f"unexpected {key}")
+                return resolve(key, payload)
+        return {k: decode(v, arrays, resolve) for k, v in data.items()}
+    return data
+
+
+def send(fd, header, arrays=()):
+    header = dict(header, arrays=[{"dtype": a.dtype.name, "shape": list(a.shape)} for a in arrays])
+    blob = json.dumps(header, allow_nan=True).encode()
+    parts = [struct.pack(">I", len(blob)), blob] + [memoryview(a).cast("B") for a in arrays]
+    for part in parts:
+        view = memoryview(part)
+        while view:
+            view = view[os.write(fd, view):]
+
+
+def _read_exact(fd, size, read_some):
+    chunks, remaining = [], size
+    while remaining:
+        chunk = read_some(fd, min(remaining, 1 << 22))
+        if not chunk:
+            raise EOFError("the other side closed the connection")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def receive(fd, max_bytes=1 << 30, read_some=os.read):
+    """Reads one message; returns (header, arrays). Validates sizes and dtypes before
+    allocating anything, so a malicious peer cannot make the reader allocate unbounded memory."""
+    size, = struct.unpack(">I", _read_exact(fd, 4, read_some))
+    if size > MAX_HEADER_BYTES:
+        raise ProtocolError(f"message header of {size} bytes")
+    try:
+        header = json.loads(_read_exact(fd, size, read_some))
+        specs = header.pop("arrays")
+        assert isinstance(header, dict) and isinstance(specs, list)
+        shapes = [(str(s["dtype"]), tuple(int(d) for d in s["shape"])) for s in specs]
+    except (ValueError, KeyError, TypeError, AssertionError, AttributeError) as error:
+        raise ProtocolError(f"malformed message header ({error})") from None
+    total = 0
+    for dtype, shape in shapes:
+        if dtype not in ALLOWED_DTYPES or any(d < 0 for d in shape) or len(shape) > 8:
+            raise ProtocolError(f"array of dtype {dtype!r} and shape {shape}")
+        total += int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    if total > max_bytes:
+        raise ProtocolError(f"message of {total} bytes exceeds the limit of {max_bytes}")
+    arrays = [np.frombuffer(_read_exact(fd, int(np.prod(shape)) * np.dtype(dtype).itemsize, read_some),
+                            dtype=dtype).reshape(shape) if np.prod(shape) else np.zeros(shape, dtype)
+              for dtype, shape in shapes]
+    return header, arrays
+
+
+# ---------------------------------------------------------------- the child
+class Handles:
+    def __init__(self):
+        self.objects = {}
+
+    def add(self, obj):
+        self.objects[len(self.objects) + 1] = obj
+        return len(self.objects)
+
+    def get(self, number):
+        if number not in self.objects:
+            raise ProtocolError(f"no object with handle {number}")
+        return self.objects[number]
+
+
+class ServiceStopped(Exception):
+    """Raised inside the submission when a parent-side service refuses to continue,
+    e.g. the training environment when the grader's episode budget is used up."""
+
+
+class ServiceProxy:
+    """Stands in the child for a parent-side object: method calls are forwarded to the parent."""
+
+    def __init__(self, name, connection):
+        self._name, self._connection = name, connection
+
+    def __getattr__(self, method):
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return lambda *args: self._connection.service(self._name, method, args)
+
+    def __repr__(self):
+        return f"<grader service {self._name}>"
+
+
+class Connection:
+    def __init__(self, rfd, wfd):
+        self.rfd, self.wfd, self.handles = rfd, wfd, Handles()
+
+    def send(self, op, **fields):
+        arrays = []
+        fields = {k: encode(v, arrays, self.handles) for k, v in fields.items()}
+        send(self.wfd, dict(fields, op=op), arrays)
+
+    def receive(self):
+        header, arrays = receive(self.rfd)
+
+        def resolve(kind, payload):
+            return self.handles.get(payload) if kind == "$handle" else ServiceProxy(payload, self)
+        return header, decode({k: v for k, v in header.items() if k != "op"}, arrays, resolve)
+
+    def service(self, name, method, args):
+        self.send("service", name=name, method=method, args=list(args))
+        header, fields = self.receive()
+        if header["op"] == "service_stop":
+            raise ServiceStopped(fields.get("message", "stopped by the grader"))
+        return fields["value"]
+
+
+def describe_exception(error, submission_file):
+    """Kind and one-line summary of an exception, naming the submission's own frame."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == submission_file]
+    where = f" (line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
+    if isinstance(error, SyntaxError) and error.filename == submission_file:
+        return "syntax", f"SyntaxError: {error.msg} (line {error.lineno})"
+    if isinstance(error, NotImplementedError):
+        text = str(error) if str(error).startswith("TODO") else f"TODO: {frames[-1].name if frames else error}"
+        return "todo", f"unfinished {text}"
+    if isinstance(error, ServiceStopped):
+        return "stopped", str(error)
+    if isinstance(error, MemoryError):
+        return "memory", "MemoryError" + where
+    return "exception", f"{type(error).__name__}: {error}{where}"
+
+
+def configure_tensorflow(device, threads):
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:  # take memory as needed instead of all of it at start-up
+        tf.config.experimental.set_memory_growth(gpu, True)
+    if device == "gpu" and not gpus:
+        return "none", "TensorFlow sees no GPU (--device gpu)"
+    return (f"gpu ({gpus[0].name})" if gpus else "cpu"), None
+
+
+def set_limits(config):
+    import resource
+    for name, value in (("RLIMIT_CORE", 0), ("RLIMIT_FSIZE", config["max_file_bytes"])):
+        resource.setrlimit(getattr(resource, name), (value, value))
+    try:  # if memory runs out on the machine, the kernel kills the submission first
+        with open("/proc/self/oom_score_adj", "w") as file:
+            file.write("1000")
+    except OSError:
+        pass
+
+
+def main():
+    config = json.loads(sys.argv[1])
+    connection = Connection(config["rfd"], config["wfd"])
+    set_limits(config)
+    device, device_error = "cpu", None
+    if config["tensorflow"]:
+        device, device_error = configure_tensorflow(config["device"], config["threads"])
+    connection.send("hello", device=device, device_error=device_error, pid=os.getpid(),
+                    python=sys.version.split()[0])
+    if device_error:
+        return
+
+    sys.path.insert(0, os.path.dirname(config["submission"]))
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(config["module"], config["submission"])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[config["module"]] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as error:  # SystemExit included: exiting during import is a failure
+        kind, message = describe_exception(error, config["submission"])
+        if isinstance(error, SystemExit):
+            kind, message = "exit", f"the submission called exit({error.code}) while being imported"
+        connection.send("error", kind=kind, message=message, traceback=traceback.format_exc(limit=-8))
+        return
+    connection.send("ready", names=sorted(n for n in vars(module) if not n.startswith("_")))
+
+    while True:
+        header, fields = connection.receive()
+        if header["op"] == "exit":
+            return
+        try:
+            target = fields["target"]
+            if isinstance(target, str):
+                function = module
+                for part in target.split("."):
+                    function = getattr(function, part)
+            else:  # [object, attribute]
+                function = getattr(*target)
+            if header["op"] == "getattr":
+                value = function
+            elif header["op"] == "grad":
+                value = gradient(function, fields["args"], fields["wrt"])
+            else:
+                value = function(*fields.get("args", []), **fields.get("kwargs", {}))
+            connection.send("result", value=value)
+        except BaseException as error:
+            kind, message = describe_exception(error, config["submission"])
+            if isinstance(error, SystemExit):
+                kind, message = "exit", f"the submission called exit({error.code}) during {target}"
+            connection.send("error", kind=kind, message=message, traceback=traceback.format_exc(limit=-8))
+            if isinstance(error, (SystemExit, KeyboardInterrupt)):
+                return
+
+
+def gradient(function, args, wrt):
+    """Value of function(*args) and its gradients with respect to the arguments listed in
+    `wrt` (generic automatic differentiation; what the gradients should be is the parent's business)."""
+    import tensorflow as tf
+    args = [tf.constant(a) if isinstance(a, np.ndarray) else a for a in args]
+    with tf.GradientTape() as tape:
+        for i in wrt:
+            tape.watch(args[i])
+        value = function(*args)
+    grads = tape.gradient(value, [args[i] for i in wrt],
+                          unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return [value, grads]
+
+
+if __name__ == "__main__":
+    main()
