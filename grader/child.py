@@ -78,7 +78,7 @@ def decode(data, arrays, resolve=None):
 def send(fd, header, arrays=()):
     header = dict(header, arrays=[{"dtype": a.dtype.name, "shape": list(a.shape)} for a in arrays])
     blob = json.dumps(header, allow_nan=True).encode()
-    parts = [struct.pack(">I", len(blob)), blob] + [memoryview(a).cast("B") for a in arrays]
+    parts = [struct.pack(">I", len(blob)), blob] + [np.ascontiguousarray(a).reshape(-1).view(np.uint8) for a in arrays]
     for part in parts:
         view = memoryview(part)
         while view:
@@ -161,17 +161,19 @@ class Connection:
     def __init__(self, rfd, wfd):
         self.rfd, self.wfd, self.handles = rfd, wfd, Handles()
 
+    request = None  # the id of the parent's question being answered, echoed in every reply
+
     def send(self, op, **fields):
         arrays = []
         fields = {k: encode(v, arrays, self.handles) for k, v in fields.items()}
-        send(self.wfd, dict(fields, op=op), arrays)
+        send(self.wfd, dict(fields, op=op, id=self.request), arrays)
 
     def receive(self):
         header, arrays = receive(self.rfd)
 
         def resolve(kind, payload):
             return self.handles.get(payload) if kind == "$handle" else ServiceProxy(payload, self)
-        return header, decode({k: v for k, v in header.items() if k != "op"}, arrays, resolve)
+        return header, decode({k: v for k, v in header.items() if k not in ("op", "id")}, arrays, resolve)
 
     def service(self, name, method, args):
         self.send("service", name=name, method=method, args=list(args))
@@ -251,8 +253,10 @@ def main():
         header, fields = connection.receive()
         if header["op"] == "exit":
             return
+        connection.request = header.get("id")
+        target = fields["target"]
+        label = target if isinstance(target, str) else target[1]
         try:
-            target = fields["target"]
             if isinstance(target, str):
                 function = module
                 for part in target.split("."):
@@ -269,7 +273,7 @@ def main():
         except BaseException as error:
             kind, message = describe_exception(error, config["submission"])
             if isinstance(error, SystemExit):
-                kind, message = "exit", f"the submission called exit({error.code}) during {target}"
+                kind, message = "exit", f"the submission called exit({error.code}) during {label}"
             connection.send("error", kind=kind, message=message, traceback=traceback.format_exc(limit=-8))
             if isinstance(error, (SystemExit, KeyboardInterrupt)):
                 return

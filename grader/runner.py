@@ -96,6 +96,7 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
                 except SubmissionError as failure:
                     outcome = Outcome(False, failure.message, details={"kind": failure.kind,
                                                                         "traceback": failure.details})
+                    ctx.close()  # the child's state is unknown now: the next check starts afresh
                     if failure.kind == "todo":
                         todos.append(failure.message.split("TODO: ", 1)[-1])
                 except DeviceUnavailable:

@@ -125,6 +125,7 @@ class Sandbox:
         self.device = None
         self.names = []
         self._next_check = 0.0
+        self._request = 0
 
     # ------------------------------------------------------------ life cycle
     def start(self):
@@ -218,8 +219,9 @@ class Sandbox:
         wire_target = target if isinstance(target, str) else [_wire_value(target.handle), target.name]
         arrays = []
         payload = {k: wire.encode(_wire_value(v), arrays) for k, v in fields.items()}
+        self._request += 1
         try:
-            wire.send(self.to_child, dict(payload, op=op, target=wire_target), arrays)
+            wire.send(self.to_child, dict(payload, op=op, target=wire_target, id=self._request), arrays)
         except (BrokenPipeError, OSError):
             raise self._death(label) from None
         services = {s.name: s for s in services}
@@ -227,6 +229,10 @@ class Sandbox:
         deadline = time.monotonic() + limit
         while True:
             header, fields = self._receive(deadline, label, limit)
+            if header.get("id") != self._request:
+                self._kill()
+                raise SubmissionError("protocol", f"an answer out of turn during {label} "
+                                                  "(the submission wrote to the grader's channel?)")
             if header["op"] == "result":
                 return fields.get("value")
             if header["op"] == "error":
@@ -287,7 +293,7 @@ class Sandbox:
         header, arrays = wire.receive(self.from_child, max_bytes=self.limits.max_message_bytes)
         if not isinstance(header.get("op"), str):
             raise wire.ProtocolError("message without an operation")
-        return header, wire.decode({k: v for k, v in header.items() if k != "op"}, arrays,
+        return header, wire.decode({k: v for k, v in header.items() if k not in ("op", "id")}, arrays,
                                    resolve=lambda kind, n: Handle(int(n)) if kind == "$handle"
                                    else _refuse(kind))
 
@@ -332,6 +338,13 @@ def _refuse(kind):
 
 def format_mb(mb):
     return f"{mb / 1024:.3g} GiB" if mb >= 1024 else f"{mb:.0f} MiB"
+
+
+def expect_handle(value, name):
+    """Validates an answer that must be an object living in the child (e.g. a new Agent)."""
+    if not isinstance(value, Handle):
+        raise SubmissionError("invalid", f"{name} returned {type(value).__name__}, expected an object")
+    return value
 
 
 def expect_array(value, name, *, kind="f", shape=None, finite=True, low=None, high=None):

@@ -16,7 +16,7 @@ lands within Z = 5 standard errors (of the difference to the reference mean) wit
 """
 import numpy as np
 
-from ..sandbox import expect_array
+from ..sandbox import expect_array, expect_handle
 from ..spec import Assignment, Check, Limits, Outcome
 
 BANDITS, EPISODE_LENGTH, EPISODES = 10, 1000, 2000
@@ -32,7 +32,8 @@ REFERENCE_EPISODES = 20000
 
 def new_agent(ctx, episodes, epsilon, alpha, initial, label):
     seed = int(ctx.rng("agent-seed", label).integers(2**31))
-    return ctx.sandbox.call("Agent", BANDITS, episodes, float(epsilon), float(alpha), float(initial), seed)
+    return expect_handle(ctx.sandbox.call("Agent", BANDITS, episodes, float(epsilon), float(alpha),
+                                          float(initial), seed), "Agent(...)")
 
 
 def select(ctx, agent, episodes):

@@ -1,0 +1,32 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_grader(*args, timeout=900):
+    """Runs `python -m grader ARGS` from the repository root, as a user would."""
+    return subprocess.run([sys.executable, "-m", "grader", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def variant(path, *replacements):
+    """The text of a repository file with (old, new) replacements; each old must occur."""
+    text = (REPO / path).read_text()
+    for old, new in replacements:
+        assert old in text, f"{old!r} not in {path}: update this test"
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.fixture
+def submission(tmp_path):
+    """Writes a submission file named NAME.py in its own folder and returns its path."""
+    def write(text, name="bandits.py"):
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+    return write

@@ -1,0 +1,33 @@
+"""Templates are generated from the solutions and cannot drift from them."""
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "tools"))
+from make_templates import make_template  # noqa: E402
+
+
+def test_committed_templates_are_generated_from_the_solutions():
+    result = subprocess.run([sys.executable, "tools/make_templates.py", "--check"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_solution_has_a_template_and_todos():
+    for solution in (REPO / "solutions").glob("*.py"):
+        template = (REPO / "assignments" / solution.name).read_text()
+        assert "### BEGIN SOLUTION" not in template
+        assert template.count('raise NotImplementedError("TODO: ') >= 1
+
+
+def test_regions_become_todos_named_after_their_function():
+    source = "class A:\n    def f(self):\n        x = 1\n        ### BEGIN SOLUTION\n        return 2\n        ### END SOLUTION\n"
+    assert make_template(source) == ("class A:\n    def f(self):\n        x = 1\n"
+                                     '        raise NotImplementedError("TODO: A.f")\n')
+    with pytest.raises(ValueError, match="never closed"):
+        make_template("def f():\n    ### BEGIN SOLUTION\n")
+    with pytest.raises(ValueError, match="without"):
+        make_template("def f():\n    ### END SOLUTION\n")
