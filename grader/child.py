@@ -45,10 +45,12 @@ def encode(value, arrays, handles=None):
             if handles is None:
                 raise ProtocolError(f"cannot send an array of dtype {array.dtype}")
             return {"$handle": handles.add(value)}
-        arrays.append(np.ascontiguousarray(array))
+        arrays.append(array if array.flags.c_contiguous else array.copy(order="C"))  # keeps 0-d arrays 0-d
         return {"$array": len(arrays) - 1}
     if isinstance(value, (list, tuple)):
         return [encode(v, arrays, handles) for v in value]
+    if handles is None and isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ("$handle", "$service"):
+        return value  # the parent referring to a child's object or to one of its services
     if isinstance(value, dict) and all(isinstance(k, str) and not k.startswith("$") for k in value):
         return {k: encode(v, arrays, handles) for k, v in value.items()}
     if handles is None:
@@ -78,7 +80,7 @@ def decode(data, arrays, resolve=None):
 def send(fd, header, arrays=()):
     header = dict(header, arrays=[{"dtype": a.dtype.name, "shape": list(a.shape)} for a in arrays])
     blob = json.dumps(header, allow_nan=True).encode()
-    parts = [struct.pack(">I", len(blob)), blob] + [np.ascontiguousarray(a).reshape(-1).view(np.uint8) for a in arrays]
+    parts = [struct.pack(">I", len(blob)), blob] + [a.reshape(-1).view(np.uint8) for a in arrays]
     for part in parts:
         view = memoryview(part)
         while view:

@@ -2,6 +2,7 @@
 passed, 1 a submission failed a check, 2 usage error (or requested device missing),
 3 an error of the grader itself (with a traceback)."""
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -37,6 +38,8 @@ def parser(assignments):
     p.add_argument("--memory-limit", type=int, metavar="MB", help="resident memory of the submission, in MiB")
     p.add_argument("--threads", type=int, metavar="N", help="compute threads for the submission")
     p.add_argument("--plots", metavar="DIR", help="save plots (learning curves, samples) here")
+    p.add_argument("--check", action="append", metavar="TEXT",
+                   help="run only the checks whose name contains TEXT (repeatable), e.g. --check loss")
     return p
 
 
@@ -78,6 +81,13 @@ def main(argv=None):
     reports, status = [], EXIT_PASSED
     for path, name in submissions:
         assignment = assignments[name]
+        if args.check:
+            checks = tuple(c for c in assignment.checks if any(t in c.name for t in args.check))
+            if not checks:
+                print(f"error: no check of {name} matches {args.check}; its checks: "
+                      + "; ".join(c.name for c in assignment.checks), file=sys.stderr)
+                return EXIT_USAGE
+            assignment = dataclasses.replace(assignment, checks=checks)
         limits = assignment.limits.override(train_time=args.time_limit, time=args.call_time_limit,
                                             memory_mb=args.memory_limit, threads=args.threads)
         if not args.quiet:
