@@ -1,115 +1,228 @@
-"""Command line: python -m grader SUBMISSION.py|DIR [options]. Exit status: 0 every check
-passed, 1 a submission failed a check, 2 usage error (or requested device missing),
-3 an error of the grader itself (with a traceback)."""
+"""Command line (see README.md):
+
+    python -m grader SUBMISSION.py|DIR... [options]   grade files, or a class: DIR/STUDENT/NAME.py
+    python -m grader merge REPORTS_DIR... [options]   combine the reports of several runs (shards)
+
+Exit status: 0 every check passed, 1 a submission failed, 2 usage error (or requested device
+missing), 3 an error of the grader itself (with a traceback; the other results are kept),
+130 interrupted (the finished results are kept)."""
 import argparse
-import dataclasses
+import contextlib
 import json
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
+from . import formats
 from .assignments import all_assignments
-from .runner import GraderBug, grade
-from .report import one_line, render, render_summary
+from .batch import (EXIT_BUG, EXIT_FAILED, EXIT_PASSED, EXIT_USAGE, Settings, UsageError, discover, exit_status, grade_all, load_reports,
+                    parse_shard, report_path, shard, write_json)
+from .report import VERDICTS, one_line, render, render_class
 from .sandbox import DeviceUnavailable
 
-EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130
+DEFAULT_OUT = "reports"
 
 
-class UsageError(Exception):
-    pass
+def positive(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def add_output_options(p):
+    g = p.add_argument_group("outputs")
+    g.add_argument("--json", metavar="PATH", help="write the machine-readable report(s) here")
+    g.add_argument("--gradescope", metavar="PATH", help="write Gradescope's results.json here")
+    g.add_argument("--junit", metavar="PATH", help="write JUnit XML here, for CI test reports")
+    g.add_argument("--html", metavar="PATH", help="write an HTML page: the table of students and the plots")
+    g.add_argument("--quiet", action="store_true", help="print one line per submission")
 
 
 def parser(assignments):
     listing = "\n".join(f"  {name:20s} {a.title}" for name, a in assignments.items())
     p = argparse.ArgumentParser(
         prog="python -m grader", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Grade submissions in an isolated child process against the assignment's checks.",
+        description="Grade submissions in an isolated child process against the assignment's checks.\n\n"
+                    "A folder is a class: DIR/STUDENT/.../NAME.py (a NAME.py directly in DIR is a student of\n"
+                    "its own). Its results go to OUT/STUDENT/NAME.json as each one finishes, and a table of\n"
+                    "students by assignment to OUT/summary.csv and the terminal.",
         epilog=f"assignments (recognised from the file name NAME.py):\n{listing}\n\n"
-               "exit status: 0 all checks passed, 1 a submission failed, 2 usage error, 3 grader error")
-    p.add_argument("paths", nargs="+", metavar="SUBMISSION", help="a submission file, or a directory to search for them")
+               "python -m grader merge REPORTS_DIR... combines the outputs of several runs, e.g. the shards\n"
+               "of a CI matrix (see python -m grader merge --help).\n\n"
+               "exit status: 0 all checks passed, 1 a submission failed, 2 usage error, 3 grader error,\n"
+               "130 interrupted")
+    p.add_argument("paths", nargs="+", metavar="SUBMISSION", help="a submission file, or a folder of students' submissions")
     p.add_argument("--assignment", choices=sorted(assignments), help="grade as this assignment (default: from the file name)")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu",
                    help="cpu hides all GPUs; gpu requires one; auto uses one when present (default: cpu)")
     p.add_argument("--seed", type=int, default=42, help="the grader's random seed (default: 42)")
-    p.add_argument("--json", metavar="PATH", help="write the machine-readable report here")
-    p.add_argument("--quiet", action="store_true", help="print one line per submission")
     p.add_argument("--time-limit", type=float, metavar="S", help="seconds for each training run")
     p.add_argument("--call-time-limit", type=float, metavar="S", help="seconds for each other question")
     p.add_argument("--memory-limit", type=int, metavar="MB", help="resident memory of the submission, in MiB")
     p.add_argument("--threads", type=int, metavar="N", help="compute threads for the submission")
-    p.add_argument("--plots", metavar="DIR", help="save plots (learning curves, samples) here")
+    p.add_argument("--plots", metavar="DIR", help="save plots (reward curves, learning curves, samples) here; "
+                                                  "for a class in DIR/STUDENT/")
     p.add_argument("--check", action="append", metavar="TEXT",
                    help="run only the checks whose name contains TEXT (repeatable), e.g. --check loss")
+    add_output_options(p)
+    g = p.add_argument_group("grading a class")
+    g.add_argument("--jobs", type=positive, default=1, metavar="N", help="grade N submissions at a time (default: 1)")
+    g.add_argument("--out", metavar="DIR", help=f"one JSON report per submission and summary.csv here "
+                                                f"(default for a folder: {DEFAULT_OUT}/)")
+    g.add_argument("--force", action="store_true", help="grade again the submissions whose report in --out is "
+                                                        "current (same content, same options)")
+    g.add_argument("--shard", type=parse_shard, metavar="K/N",
+                   help="grade only the K-th of N parts (round-robin over the submissions sorted by assignment "
+                        "and student), for spreading a class over machines; then combine with merge")
     return p
 
 
-def find_submissions(paths, assignments, forced):
-    """[(path, assignment)] for the given files and directories; UsageError if none."""
-    found = []
-    for raw in paths:
-        path = Path(raw)
-        if not path.exists():
-            raise UsageError(f"no such file or directory: {raw}")
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*.py") if not any(part.startswith((".", "__"))
-                                                                    for part in p.relative_to(path).parts))
-            matches = [(p, forced or p.stem) for p in files if (forced or p.stem) in assignments
-                       and (forced is None or p.stem == forced)]
-            if not matches:
-                raise UsageError(f"no submission in {raw}: expected files named "
-                                 + ", ".join(f"{n}.py" for n in assignments))
-            found += matches
+def merge_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m grader merge",
+        description="Combine the reports of several runs (e.g. the --shard K/N runs of a CI matrix) into one "
+                    "folder and one summary: the same files as a single run over the whole class.")
+    p.add_argument("folders", nargs="+", metavar="REPORTS_DIR", help="output folders (--out) of earlier runs")
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                   help=f"where the combined reports and summary.csv go (default: {DEFAULT_OUT}/)")
+    add_output_options(p)
+    return p
+
+
+class Display:
+    """What a run shows while grading. Files: each report in full (one line with --quiet). A
+    class: a progress bar on stderr (a line per result when stderr is not a terminal, as in CI),
+    then the table of students; with --quiet one line per result. Grader errors go to stderr."""
+
+    def __init__(self, total, batch, quiet, jobs, stream=None):
+        self.total, self.batch, self.quiet, self.jobs = total, batch, quiet, jobs
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.done, self.reused, self.counts = 0, 0, {status: 0 for status in VERDICTS}
+        self.started = time.monotonic()
+        if self.batch and not self.quiet and self.tty and total:
+            self._bar()
+
+    def check(self, item, name):
+        """Called from the grading threads: the check starting (None: the submission starting)."""
+        if not (self.batch or self.quiet or self.jobs > 1):
+            print(f"grading {item.path} as {item.assignment} ..." if name is None else f"  {name}",
+                  file=self.stream, flush=True)
+
+    def result(self, report, reused):
+        self.done += 1
+        self.reused += reused
+        self.counts[report["status"]] += 1
+        if report["status"] == "error":
+            self.clear()
+            print(report["error"], file=self.stream, flush=True)
+        if self.quiet:
+            print(one_line(report) + (" (reused)" if reused else ""), flush=True)
+        elif not self.batch:
+            if report["status"] != "error":
+                print(render(report) + "\n", flush=True)
+        elif self.tty:
+            self._bar()
         else:
-            if path.suffix != ".py":
-                raise UsageError(f"{raw} is not a Python file")
-            name = forced or path.stem
-            if name not in assignments:
-                raise UsageError(f"cannot tell the assignment of {raw}: name the file after one of "
-                                 + ", ".join(f"{n}.py" for n in assignments) + " or pass --assignment")
-            found.append((path, name))
-    return found
+            print(f"[{self.done}/{self.total}] {one_line(report)}" + (" (reused)" if reused else ""),
+                  file=self.stream, flush=True)
+
+    def _bar(self, width=30):
+        elapsed = time.monotonic() - self.started
+        filled = round(width * self.done / self.total)
+        left = f", ~{elapsed / self.done * (self.total - self.done):.0f} s left" if 0 < self.done < self.total else ""
+        self.stream.write(f"\r\033[K[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}: "
+                          f"{self.counts['passed']} passed, {self.counts['failed']} failed, {self.counts['error']} "
+                          f"grader errors, {self.reused} reused; {elapsed:.0f} s{left}"
+                          + ("\n" if self.done == self.total else ""))
+        self.stream.flush()
+
+    def clear(self):
+        if self.batch and self.tty and not self.quiet and self.done < self.total:
+            self.stream.write("\r\033[K")
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """SIGTERM (a CI job cancelled) stops the gradings like Ctrl-C: children killed, results kept."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def finish(reports, args, out, *, single=False, table=True):
+    """The outputs of a run: summary.csv in `out`, the table, and the files asked for."""
+    if out is not None:
+        formats.write_text(Path(out) / "summary.csv", formats.summary_csv(reports))
+    if table and not args.quiet:
+        print(render_class(reports) + (f"; reports in {out}/" if out is not None else ""))
+    if args.json:
+        data = reports[0] if single and reports else {"schema_version": 1, "reports": reports}
+        formats.write_text(args.json, json.dumps(data, indent=2) + "\n")
+    if args.gradescope:
+        formats.write_text(args.gradescope, json.dumps(formats.gradescope(reports), indent=2) + "\n")
+    if args.junit:
+        formats.write_text(args.junit, formats.junit(reports))
+    if args.html:
+        formats.write_text(args.html, formats.summary_html(reports, args.html))
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["merge"]:
+        return merge(argv[1:])
     assignments = all_assignments()
     args = parser(assignments).parse_args(argv)
+    batch = any(Path(p).is_dir() for p in args.paths)
+    out = Path(args.out) if args.out else (Path(DEFAULT_OUT) if batch else None)
+    settings = Settings(device=args.device, seed=args.seed, checks=tuple(args.check or ()), out=out,
+                        limits=dict(train_time=args.time_limit, time=args.call_time_limit,
+                                    memory_mb=args.memory_limit, threads=args.threads),
+                        plots=Path(args.plots) if args.plots else None, plots_per_student=batch,
+                        force=args.force, jobs=args.jobs)
+    display = None
     try:
-        submissions = find_submissions(args.paths, assignments, args.assignment)
+        items = discover(args.paths, assignments, args.assignment)
+        if args.shard:
+            items = shard(items, *args.shard)
+        display = Display(len(items), batch, args.quiet, args.jobs)
+        with terminate_as_interrupt():
+            reports = grade_all(items, assignments, settings, on_result=display.result, on_check=display.check)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    reports, status = [], EXIT_PASSED
-    for path, name in submissions:
-        assignment = assignments[name]
-        if args.check:
-            checks = tuple(c for c in assignment.checks if any(t in c.name for t in args.check))
-            if not checks:
-                print(f"error: no check of {name} matches {args.check}; its checks: "
-                      + "; ".join(c.name for c in assignment.checks), file=sys.stderr)
-                return EXIT_USAGE
-            assignment = dataclasses.replace(assignment, checks=checks)
-        limits = assignment.limits.override(train_time=args.time_limit, time=args.call_time_limit,
-                                            memory_mb=args.memory_limit, threads=args.threads)
-        if not args.quiet:
-            print(f"grading {path} as {name} ...", file=sys.stderr, flush=True)
-        progress = None if args.quiet else (lambda check: print(f"  {check}", file=sys.stderr, flush=True))
-        try:
-            report = grade(assignment, path, limits=limits, device=args.device, seed=args.seed,
-                           plots_dir=args.plots, progress=progress)
-        except DeviceUnavailable as error:
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_USAGE
-        except GraderBug as bug:
-            print(f"grader error (not the submission's fault) while grading {path}:\n{bug}", file=sys.stderr)
-            status = EXIT_BUG
-            continue
-        reports.append(report)
-        print(one_line(report) if args.quiet else render(report) + "\n", flush=True)
-        if not report["passed"] and status == EXIT_PASSED:
-            status = EXIT_FAILED
-    if len(submissions) > 1 and not args.quiet:
-        print(render_summary(reports))
-    if args.json:
-        data = reports[0] if len(submissions) == 1 and reports else {"schema_version": 1, "reports": reports}
-        Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
-    return status
+    except DeviceUnavailable as error:
+        display.clear()
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\ninterrupted: the gradings in progress were stopped"
+              + (f"; the finished results are in {out}/: run the same command again to grade the rest"
+                 if out is not None else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finish(reports, args, out, single=not batch and len(items) == 1, table=batch or len(reports) > 1)
+    return exit_status(reports)
+
+
+def merge(argv):
+    args = merge_parser().parse_args(argv)
+    try:
+        reports = load_reports(args.folders)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out)
+    for report in reports:
+        write_json(report_path(out, report["student"], report["assignment"]), report)
+    finish(reports, args, out)
+    return exit_status(reports)

@@ -1,4 +1,5 @@
-"""Rendering reports for people: the per-check table and the summary of several submissions."""
+"""Rendering reports for people: the per-check table of one submission, and the table of
+students by assignment of a class (its data, `class_table`, also feeds the CSV and HTML)."""
 import shutil
 import textwrap
 
@@ -39,18 +40,62 @@ def render(report):
     return "\n".join(out)
 
 
+def first_problem(report):
+    """What went wrong first, in one line ("" if nothing did)."""
+    if report["error"]:
+        return report["error"].splitlines()[0]
+    return next((f"{c['name']}: {c['message']}" for c in report["checks"] if not c["passed"]), "")
+
+
+VERDICTS = {"passed": "PASSED", "failed": "FAILED", "error": "ERROR"}
+
+
 def one_line(report):
-    verdict = "PASSED" if report["passed"] else "FAILED"
-    reason = report["error"] or next((f"{c['name']}: {c['message']}" for c in report["checks"]
-                                      if not c["passed"]), "")
-    return f"{verdict} {report['submission']} ({report['assignment']}) {report['score']:g}/{report['max_score']:g}" + \
-        (f" - {reason}" if reason else "")
+    reason = first_problem(report)
+    where = report["submission"] or report.get("student")
+    return (f"{VERDICTS[report['status']]} {where} ({report['assignment'] or 'no assignment'}) "
+            f"{report['score']:g}/{report['max_score']:g}" + (f" - {reason}" if reason else ""))
 
 
-def render_summary(reports):
-    rows = []
+def student_of(report):
+    return report.get("student") or report["submission"]
+
+
+def class_table(reports):
+    """(assignments, max_scores, rows): a row per student, sorted, as a dict with `student`,
+    `cells` (assignment -> report; an assignment without one was not submitted), `total`,
+    `max_total` (over all the table's assignments) and `problems` (one line each)."""
+    assignments = sorted({r["assignment"] for r in reports if r["assignment"]})
+    max_scores = {a: max(r["max_score"] for r in reports if r["assignment"] == a) for a in assignments}
+    students = {}
     for r in reports:
-        reason = r.get("error") or next((c["name"] for c in r["checks"] if not c["passed"]), "")
-        rows.append((r["submission"], r["assignment"], f"{r['score']:g}/{r['max_score']:g}",
-                     "passed" if r["passed"] else r.get("status", "failed"), reason[:60]))
-    return "\n".join(_table(("submission", "assignment", "score", "result", "first problem"), rows))
+        students.setdefault(student_of(r), []).append(r)
+    rows = []
+    for student in sorted(students):
+        mine = sorted(students[student], key=lambda r: r["assignment"] or "")
+        rows.append({"student": student, "cells": {r["assignment"]: r for r in mine if r["assignment"]},
+                     "total": round(sum(r["score"] for r in mine), 4), "max_total": sum(max_scores.values()),
+                     "problems": [f"{r['assignment'] or 'submission'}: {first_problem(r)}"
+                                  for r in mine if r["status"] != "passed"]})
+    return assignments, max_scores, rows
+
+
+def cell_text(report, max_score):
+    if report is None:
+        return "-"
+    if report["status"] == "error":
+        return "ERROR"
+    return f"{report['score']:g}/{max_score:g}" + ("" if report["passed"] else " FAIL")
+
+
+def render_class(reports, width=60):
+    """The terminal table of students by assignment, and a count of the results."""
+    assignments, max_scores, rows = class_table(reports)
+    lines = _table(["student", *assignments, "total", "first problem"],
+                   [[row["student"], *(cell_text(row["cells"].get(a), max_scores[a]) for a in assignments),
+                     f"{row['total']:g}/{row['max_total']:g}", (row["problems"] or [""])[0][:width]]
+                    for row in rows])
+    counts = {status: sum(r["status"] == status for r in reports) for status in VERDICTS}
+    lines.append(f"{len(reports)} result(s) of {len(rows)} student(s): {counts['passed']} passed, "
+                 f"{counts['failed']} failed, {counts['error']} grader error(s)")
+    return "\n".join(lines)

@@ -3,6 +3,7 @@ the same content as the --json file; its schema is documented in README.md)."""
 import datetime
 import hashlib
 import platform
+import threading
 import time
 import traceback
 from dataclasses import asdict
@@ -21,11 +22,39 @@ class GraderBug(Exception):
     """An error in the grader or an assignment's checks, never the student's fault."""
 
 
+class Cancelled(Exception):
+    """The grading was stopped from outside (Cancel.cancel()): it has no result."""
+
+
+class Cancel:
+    """Lets another thread stop gradings in progress (a batch on Ctrl-C): cancel() kills their
+    children at once, and every grade() given this object raises Cancelled instead of a report."""
+
+    def __init__(self):
+        self._event, self._lock, self._contexts = threading.Event(), threading.Lock(), set()
+
+    @property
+    def cancelled(self):
+        return self._event.is_set()
+
+    def cancel(self):
+        self._event.set()
+        with self._lock:
+            contexts = list(self._contexts)
+        for ctx in contexts:
+            ctx.kill()
+
+    def watch(self, ctx, on=True):
+        with self._lock:
+            (self._contexts.add if on else self._contexts.discard)(ctx)
+
+
 class Context:
     """What a check gets: the submission's sandbox, the seed, the limits and a place for plots."""
 
-    def __init__(self, assignment, submission, limits, device, seed, plots_dir=None):
+    def __init__(self, assignment, submission, limits, device, seed, plots_dir=None, cancel=None):
         self.assignment, self.submission, self.limits = assignment, Path(submission), limits
+        self.cancel = cancel
         self.device_requested, self.seed = device, seed
         self.plots_dir = Path(plots_dir) if plots_dir else None
         self.device = None
@@ -40,6 +69,8 @@ class Context:
     @property
     def sandbox(self):
         """The running child; started again (fresh import) if a previous check killed it."""
+        if self.cancel is not None and self.cancel.cancelled:
+            raise Cancelled()
         if self._sandbox is None or not self._sandbox.alive:
             self.close()
             self._sandbox = Sandbox(self.submission, self.assignment.name, self.limits,
@@ -54,6 +85,12 @@ class Context:
         """A new child with nothing left over from earlier checks (e.g. one per training seed)."""
         self.close()
         return self.sandbox
+
+    def kill(self):
+        """Kills the child from another thread; the grading thread then sees it die."""
+        sandbox = self._sandbox
+        if sandbox is not None and sandbox.process is not None:
+            sandbox._kill()
 
     def close(self):
         if self._sandbox is not None:
@@ -71,13 +108,25 @@ def versions():
     return found
 
 
-def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_dir=None, progress=None):
+def sha256_of(path):
+    """The SHA-256 of a file's content (hex), or None if it cannot be read."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_dir=None, progress=None,
+          cancel=None):
     """Grades one submission file; returns the report dict. Raises DeviceUnavailable when the
-    requested device is missing and GraderBug for errors of the grader itself."""
+    requested device is missing, GraderBug for errors of the grader itself and Cancelled when
+    `cancel` (a Cancel) was cancelled meanwhile."""
     limits = limits or assignment.limits
-    ctx = Context(assignment, submission, limits, device, seed, plots_dir)
+    ctx = Context(assignment, submission, limits, device, seed, plots_dir, cancel)
     started, t0 = datetime.datetime.now(datetime.timezone.utc), time.monotonic()
     results, todos, error = [], [], None
+    if cancel is not None:
+        cancel.watch(ctx)
     try:
         try:
             ctx.sandbox  # import the submission once up front: a broken file fails every check alike
@@ -99,14 +148,18 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
                     ctx.close()  # the child's state is unknown now: the next check starts afresh
                     if failure.kind == "todo":
                         todos.append(failure.message.split("TODO: ", 1)[-1])
-                except DeviceUnavailable:
+                except (DeviceUnavailable, Cancelled):
                     raise
                 except Exception as bug:
                     raise GraderBug(f"check {check.name!r} of {assignment.name} failed inside the grader: "
                                     f"{type(bug).__name__}: {bug}\n{traceback.format_exc()}") from bug
             results.append(check_entry(check, outcome, time.monotonic() - t))
     finally:
+        if cancel is not None:
+            cancel.watch(ctx, on=False)
         ctx.close()
+    if cancel is not None and cancel.cancelled:
+        raise Cancelled()  # the checks saw their child killed: not the submission's result
     score = sum(r["score"] for r in results)
     passed = error is None and all(r["passed"] for r in results)
     return {
@@ -114,6 +167,8 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
         "assignment": assignment.name,
         "title": assignment.title,
         "submission": str(submission),
+        "sha256": sha256_of(submission),
+        "status": "passed" if passed else "failed",
         "passed": passed,
         "score": round(score, 4),
         "max_score": assignment.max_score,
@@ -127,6 +182,27 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
         "durations": {"total_s": round(time.monotonic() - t0, 3), "start_s": round(start_s, 3)},
         "started_at": started.isoformat(timespec="seconds"),
         "versions": versions(),
+    }
+
+
+def problem_report(assignment, submission, kind, message, status="failed"):
+    """The report of a submission that could not be graded: `kind` says why (e.g. `missing`,
+    `ambiguous`; status "error" and kind `grader` for an error of the grader itself)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "assignment": assignment.name if assignment else None,
+        "title": assignment.title if assignment else "",
+        "submission": str(submission) if submission else None,
+        "sha256": sha256_of(submission) if submission else None,
+        "status": status,
+        "passed": False,
+        "score": 0,
+        "max_score": assignment.max_score if assignment else 0,
+        "error": message,
+        "error_kind": kind,
+        "todos": [],
+        "checks": [],
+        "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
 

@@ -1,0 +1,304 @@
+"""Grading many submissions: finding them, sharding them across machines, grading them in
+parallel and keeping every result on disk as soon as it is known.
+
+Students. Under a folder DIR the student is the first path component: DIR/alice/... is alice's
+work at any depth, each file recognised as an assignment by its name (bandits.py, vae.py...).
+A recognised file directly in DIR is a student of its own, named by the file (its stem); a
+file given on the command line is a student named by its path. Nothing recognised in a
+student's folder, or two files for one assignment, is that student's failed result (error_kind
+`missing` or `ambiguous`), with the reason.
+
+Reports. With an output folder OUT, each result is written to OUT/STUDENT/ASSIGNMENT.json
+(atomically: a temporary file renamed into place) the moment it is known, so a batch that is
+killed loses no finished result. A report is reused instead of grading again when its
+`sha256` (the submission's content) and `options` (seed, device, limits, selected checks,
+plots, and a digest of the grader's own code) equal the current ones; `force` grades anyway.
+A grader error is recorded too (status `error`) but never reused.
+
+Sharding (K of N). The items are sorted by (assignment, student) and dealt round-robin: the
+i-th (from 0) goes to shard i mod N + 1. That depends only on the names under DIR, so every
+machine of a CI matrix computes the same split, and each shard gets its share of every
+assignment (the slow ones included).
+
+Parallelism. `jobs` threads, each driving one runner.grade() at a time; every grading runs its
+submission in its own child process, so threads in the parent are enough.
+"""
+import argparse
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import re
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from .runner import Cancel, Cancelled, GraderBug, grade, problem_report, sha256_of
+from .sandbox import DeviceUnavailable
+
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
+GRADER_DIR = Path(__file__).resolve().parent
+
+
+class UsageError(Exception):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One thing to grade: a student's file for an assignment, or the reason there is none."""
+    student: str
+    assignment: str | None     # None: nothing recognised in the student's folder (and no --assignment)
+    path: Path | None          # the file to grade; None when `problem` says why there is none
+    problem: str | None = None
+    kind: str | None = None    # error_kind of the problem: missing, ambiguous
+
+    @property
+    def key(self):
+        return (self.assignment or "", self.student)
+
+
+@dataclasses.dataclass
+class Settings:
+    """How to grade: the command line's options."""
+    device: str = "cpu"
+    seed: int = 42
+    limits: dict = dataclasses.field(default_factory=dict)  # overrides of Limits fields
+    checks: tuple = ()             # only the checks whose name contains one of these
+    plots: Path | None = None
+    plots_per_student: bool = False  # plots in PLOTS/STUDENT/ (a class) instead of PLOTS/
+    out: Path | None = None
+    force: bool = False
+    jobs: int = 1
+
+
+# ------------------------------------------------------------------ finding submissions
+def _hidden(parts):
+    return any(part.startswith((".", "__")) for part in parts)
+
+
+def discover(paths, assignments, forced=None):
+    """The items for the given files and folders, sorted by key; UsageError if there are none."""
+    expected = ", ".join(f"{n}.py" for n in ([forced] if forced else assignments))
+
+    def recognised(path):
+        if not path.is_file() or path.suffix != ".py":
+            return None
+        if forced:
+            return forced if path.stem == forced else None
+        return path.stem if path.stem in assignments else None
+
+    candidates, empty = {}, []   # (assignment, student) -> [paths]; students' folders with nothing
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise UsageError(f"no such file or directory: {raw}")
+        if path.is_file():
+            if path.suffix != ".py":
+                raise UsageError(f"{raw} is not a Python file")
+            name = forced or path.stem
+            if name not in assignments:
+                raise UsageError(f"cannot tell the assignment of {raw}: name the file after one of "
+                                 + ", ".join(f"{n}.py" for n in assignments) + " or pass --assignment")
+            candidates.setdefault((name, str(raw)), []).append(path)
+            continue
+        before = len(candidates) + len(empty)
+        for entry in sorted(path.iterdir()):
+            if _hidden([entry.name]):
+                continue
+            if entry.is_dir():
+                files = sorted(p for p in entry.rglob("*") if p.is_file() and not _hidden(p.relative_to(entry).parts))
+                found = [(recognised(p), p) for p in files]
+                for name, p in found:
+                    if name:
+                        candidates.setdefault((name, entry.name), []).append(p)
+                if not any(name for name, _ in found):
+                    listing = ", ".join(str(p.relative_to(path)) for p in files[:8]) + (" ..." if len(files) > 8 else "")
+                    empty.append(Item(entry.name, forced, None, f"no submission found: expected {expected}; "
+                                      f"the folder has {listing or 'no files'}", "missing"))
+            elif recognised(entry):
+                candidates.setdefault((recognised(entry), entry.stem), []).append(entry)
+        if len(candidates) + len(empty) == before:
+            raise UsageError(f"no submission in {raw}: expected files named {expected}")
+    items = empty
+    for (name, student), found in candidates.items():
+        found = sorted(set(found))
+        if len(found) == 1:
+            items.append(Item(student, name, found[0]))
+        else:
+            items.append(Item(student, name, None, f"several files for {name}: "
+                              + ", ".join(map(str, found)) + "; keep only one", "ambiguous"))
+    return sorted(items, key=lambda item: item.key)
+
+
+def parse_shard(text):
+    """'K/N' -> (K, N), for argparse."""
+    match = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N (e.g. 2/4), got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def shard(items, k, n):
+    """The K-th of N shards (K from 1): round-robin over the items sorted by (assignment, student)."""
+    return [item for i, item in enumerate(sorted(items, key=lambda item: item.key)) if i % n == k - 1]
+
+
+# ------------------------------------------------------------------ options and stored reports
+def configure(assignment, settings):
+    """The assignment restricted to the selected checks, and its limits with the overrides."""
+    if settings.checks:
+        checks = tuple(c for c in assignment.checks if any(text in c.name for text in settings.checks))
+        if not checks:
+            raise UsageError(f"no check of {assignment.name} matches {list(settings.checks)}; its checks: "
+                             + "; ".join(c.name for c in assignment.checks))
+        assignment = dataclasses.replace(assignment, checks=checks)
+    return assignment, assignment.limits.override(**settings.limits)
+
+
+@functools.lru_cache(maxsize=None)
+def grader_digest():
+    """SHA-256 of the grader's own code: a changed grader grades again instead of reusing."""
+    digest = hashlib.sha256()
+    for path in sorted(GRADER_DIR.rglob("*.py")):
+        if "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(GRADER_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def grading_options(assignment, limits, settings, plots_dir):
+    options = {"seed": settings.seed, "device": settings.device, "limits": dataclasses.asdict(limits),
+               "checks": [c.name for c in assignment.checks], "plots": str(plots_dir) if plots_dir else None,
+               "grader": grader_digest()}
+    return json.loads(json.dumps(options))  # as it reads back from a report
+
+
+def safe_name(student):
+    """A student's name as one path component."""
+    return re.sub(r"[^\w.-]+", "_", student).strip(".") or "_"
+
+
+def report_path(out, student, assignment):
+    return Path(out) / safe_name(student) / f"{assignment or '_missing'}.json"
+
+
+def write_json(path, data):
+    """Writes atomically: readers (and a killed batch) see the old file or the new one, whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w") as file:
+        file.write(json.dumps(data, indent=2) + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(tmp, path)
+
+
+def reusable(path, sha256, options):
+    """The stored report at `path` if it was graded from the same content with the same options."""
+    try:
+        old = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if (isinstance(old, dict) and old.get("status") in ("passed", "failed") and sha256 is not None
+            and old.get("sha256") == sha256 and old.get("options") == options):
+        return old
+    return None
+
+
+def load_reports(folders):
+    """The reports stored under the given output folders (FOLDER/STUDENT/ASSIGNMENT.json), one per
+    (student, assignment); UsageError if two differ for the same key or if there are none."""
+    found, conflicts = {}, []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise UsageError(f"no such folder: {folder}")
+        for path in sorted(folder.glob("*/*.json")):
+            try:
+                report = json.loads(path.read_text())
+            except (OSError, ValueError) as error:
+                raise UsageError(f"unreadable report {path}: {error}") from None
+            if not (isinstance(report, dict) and "schema_version" in report and "student" in report):
+                continue
+            key = (report.get("assignment") or "", report["student"])
+            if key in found and found[key][1] != report:
+                conflicts.append(f"{found[key][0]} and {path}")
+            found.setdefault(key, (path, report))
+    if conflicts:
+        raise UsageError("different reports for the same student and assignment: " + "; ".join(conflicts))
+    if not found:
+        raise UsageError("no reports found in " + ", ".join(map(str, folders)))
+    return in_order(report for _, report in found.values())
+
+
+def in_order(reports):
+    """Reports sorted by student, then assignment: the order of every output."""
+    return sorted(reports, key=lambda r: (r["student"], r["assignment"] or ""))
+
+
+def exit_status(reports):
+    if any(r["status"] == "error" for r in reports):
+        return EXIT_BUG
+    return EXIT_PASSED if all(r["passed"] for r in reports) else EXIT_FAILED
+
+
+# ------------------------------------------------------------------ grading
+def grade_one(item, configured, settings, cancel, on_check=None):
+    """(report, reused) for one item; writes the report to settings.out. Raises only
+    DeviceUnavailable and Cancelled: everything else becomes the item's result."""
+    assignment, limits = configured.get(item.assignment, (None, None))
+    path = report_path(settings.out, item.student, item.assignment) if settings.out else None
+    if item.problem:
+        report = problem_report(assignment, item.path, item.kind, item.problem)
+    else:
+        plots_dir = None
+        if settings.plots:
+            plots_dir = Path(settings.plots) / safe_name(item.student) if settings.plots_per_student else Path(settings.plots)
+        options = grading_options(assignment, limits, settings, plots_dir)
+        old = path and not settings.force and reusable(path, sha256_of(item.path), options)
+        if old:
+            return old, True
+        if on_check:
+            on_check(item, None)
+        try:
+            report = grade(assignment, item.path, limits=limits, device=settings.device, seed=settings.seed,
+                           plots_dir=plots_dir, cancel=cancel,
+                           progress=(lambda name: on_check(item, name)) if on_check else None)
+        except (DeviceUnavailable, Cancelled):
+            raise
+        except Exception as bug:  # GraderBug, or anything the grader did not expect: never the student's fault
+            detail = str(bug) if isinstance(bug, GraderBug) else f"{type(bug).__name__}: {bug}\n{traceback.format_exc()}"
+            report = problem_report(assignment, item.path, "grader", f"grader error (not the submission's fault) "
+                                    f"while grading {item.path}:\n{detail}", status="error")
+        report["options"] = options
+    report = {"student": item.student, **report}
+    if path:
+        write_json(path, report)
+    return report, False
+
+
+def grade_all(items, assignments, settings, on_result=None, on_check=None):
+    """Grades the items, settings.jobs at a time, and returns their reports sorted by key.
+    on_result(report, reused) is called in this thread as each one ends; on_check(item, check
+    name or None at the start) from the grading threads. On an exception here (Ctrl-C) or a
+    missing device, the gradings in progress are cancelled (their children killed, no report
+    written) and the exception is raised; the reports already written stay."""
+    configured = {name: configure(assignments[name], settings) for name in {i.assignment for i in items} if name}
+    cancel, reports = Cancel(), {}
+    pool = ThreadPoolExecutor(max_workers=max(1, settings.jobs), thread_name_prefix="grade")
+    try:
+        futures = {pool.submit(grade_one, item, configured, settings, cancel, on_check): item for item in items}
+        for future in as_completed(futures):
+            report, reused = future.result()
+            reports[futures[future].key] = report
+            if on_result:
+                on_result(report, reused)
+    except BaseException:
+        cancel.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return in_order(reports.values())
