@@ -13,7 +13,13 @@ per-episode average reward has a standard deviation SD (0.52 to 0.61) across epi
 mean of EPISODES episodes has a standard error SD / sqrt(EPISODES) ~ 0.013; a correct agent
 lands within Z = 5 standard errors (of the difference to the reference mean) with probability
 1 - 6e-7 per configuration, while the typical bugs the unit checks name move it by far more.
+
+Plots (--plots DIR): DIR/bandits-average-reward.png, the average reward at each step of the
+testbed configurations graded so far (like the lecture's epsilon-greedy figure), with the
+reference's mean as a dashed line.
 """
+from pathlib import Path
+
 import numpy as np
 
 from ..sandbox import expect_array, expect_handle
@@ -190,9 +196,35 @@ def check_testbed(epsilon, alpha, initial):
             message += (f", expected {expected:.3f} ± {tolerance:.3f}: "
                         + ("lower" if mean < expected else "higher") + " than the reference; "
                         "check action selection and the update rule (see the unit checks)")
-        return Outcome(passed, message, value=mean, threshold=f"{expected:.3f} ± {tolerance:.3f}",
-                       details={"average_reward_per_step": np.round(per_step, 4).tolist()})
+        details = {"average_reward_per_step": np.round(per_step, 4).tolist()}
+        curves = ctx.shared.setdefault("average_reward", {})
+        curves[(epsilon, alpha, initial)] = per_step
+        if ctx.plots_dir:
+            details["plot"] = plot_average_reward(ctx.plots_dir / f"{ctx.assignment.name}-average-reward.png", curves)
+        return Outcome(passed, message, value=mean, threshold=f"{expected:.3f} ± {tolerance:.3f}", details=details)
     return run
+
+
+def plot_average_reward(path, curves):
+    """Average reward at each step over the episodes, a line per configuration {(epsilon, alpha,
+    initial): per-step averages}, and the reference's mean (dashed). Returns the file's path."""
+    from matplotlib.figure import Figure  # no pyplot: figures are drawn from several threads in a batch
+    figure = Figure(figsize=(9, 4.8), layout="constrained")
+    axes = figure.subplots()
+    for index, ((epsilon, alpha, initial), curve) in enumerate(curves.items()):
+        label = (f"ε = {epsilon:g}, " + ("sample averages" if alpha == 0 else f"α = {alpha:g}")
+                 + (f", initial {initial:g}" if initial else "") + f": mean {np.mean(curve):.3f}")
+        axes.plot(np.arange(1, len(curve) + 1), curve, color=f"C{index}", lw=0.7, label=label)
+        if (epsilon, alpha, initial) in EXPECTED:
+            axes.axhline(EXPECTED[(epsilon, alpha, initial)][0], color=f"C{index}", ls="--", lw=1)
+    axes.set(xlabel="step", ylabel="average reward", xlim=(0, EPISODE_LENGTH),
+             title=f"10-armed testbed: average reward per step over {EPISODES} episodes (dashed: reference's mean over all steps)")
+    axes.legend(loc="lower right")
+    axes.grid(alpha=0.3)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return str(path)
 
 
 ASSIGNMENT = Assignment(

@@ -13,10 +13,16 @@ the reference solution with its default hyperparameters measured REFERENCE (see
 THRESHOLD, the reference plus a margin of a few nats, which covers differences between seeds
 (about 1 nat) and reasonable choices of architecture, but not a missing KL term or a broken
 decoder (tens of nats).
+
+Plots (--plots DIR): DIR/vae-z{Z}.png per trained configuration, from the trained model after
+its measurement: images decoded from codes drawn from the prior, test images above their
+reconstructions (decoded from the mean of Q(z|x)), and for a 2-D latent space the decoded grid
+of codes at the normal distribution's quantiles. Pixels are the Bernoulli means, sigmoid(logits).
 """
 import sys
 import time
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 
@@ -128,8 +134,70 @@ def check_training(z_dim):
         details = {"reconstruction": float(reconstruction.mean()), "kl": float(kl.mean()),
                    "iw_nll": float(-log_px.mean()), "iw_samples": IW_SAMPLES,
                    "training_s": round(trained - started, 2), "evaluation_s": round(evaluated - trained, 2)}
+        if ctx.plots_dir:
+            try:
+                details["plot"] = plot_model(ctx, vae, data.test.images, z_dim)
+            except SubmissionError as failure:  # a picture is feedback, never a reason to fail
+                details["plot_error"] = failure.message
         return Outcome(passed, message, value=nelbo, threshold=f"<= {threshold}", details=details)
     return run
+
+
+# ------------------------------------------------------------------ plots
+GRID = 15  # the latent grid of a 2-D latent space is GRID x GRID codes
+
+
+def probabilities(logits):
+    return 1 / (1 + np.exp(-np.clip(logits, -30, 30)))
+
+
+def plot_model(ctx, vae, images, z_dim):
+    """Asks the trained model for prior samples, reconstructions and (2-D) the latent grid."""
+    rng = ctx.rng("plots", z_dim)
+    samples = probabilities(decode(ctx, vae, rng.standard_normal((64, z_dim))))
+    originals = images[np.sort(rng.choice(len(images), 16, replace=False))]
+    mean, _ = encode(ctx, vae, originals, z_dim)
+    reconstructions = probabilities(decode(ctx, vae, mean))
+    grid = None
+    if z_dim == 2:
+        quantiles = np.array([NormalDist().inv_cdf(q) for q in np.linspace(0.05, 0.95, GRID)])
+        codes = np.stack(np.meshgrid(quantiles, quantiles[::-1]), axis=-1).reshape(-1, 2)  # z2 grows upwards
+        grid = probabilities(decode(ctx, vae, codes))
+    return plot_vae(ctx.plots_dir / f"{ctx.assignment.name}-z{z_dim}.png", samples, originals / 255, reconstructions,
+                    grid, title=f"VAE, z_dim {z_dim}")
+
+
+def tiles(images, columns):
+    """Images [N, 28, 28, 1] in [0, 1] as one array, `columns` wide, with 1-pixel gaps."""
+    images = np.asarray(images, dtype=np.float64)[..., 0]
+    rows = -(-len(images) // columns)
+    height, width = images.shape[1:]
+    out = np.ones((rows * (height + 1) - 1, columns * (width + 1) - 1))
+    for index, image in enumerate(images):
+        r, c = divmod(index, columns)
+        out[r * (height + 1):r * (height + 1) + height, c * (width + 1):c * (width + 1) + width] = image
+    return out
+
+
+def plot_vae(path, samples, originals, reconstructions, grid=None, title="VAE"):
+    """One figure: prior samples (8 x 8), originals above their reconstructions (2 blocks of 8),
+    and the latent grid when given. Arrays [N, 28, 28, 1] with values in [0, 1]. Returns the path."""
+    from matplotlib.figure import Figure  # no pyplot: figures are drawn from several threads in a batch
+    pairs = np.concatenate([originals[:8], reconstructions[:8], originals[8:16], reconstructions[8:16]])
+    panels = [("samples from the prior N(0, I)", tiles(samples, 8)),
+              ("test images (rows 1, 3) and their reconstructions (rows 2, 4)", tiles(pairs, 8))]
+    if grid is not None:
+        panels.append((f"decoded latent grid (normal quantiles 5%..95%)", tiles(grid, GRID)))
+    figure = Figure(figsize=(5 * len(panels), 5.4), layout="constrained")
+    figure.suptitle(title)
+    for axes, (name, image) in zip(np.atleast_1d(figure.subplots(1, len(panels))), panels):
+        axes.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axes.set_title(name, fontsize=9)
+        axes.set_axis_off()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return str(path)
 
 
 def check_sd_positive(ctx):
