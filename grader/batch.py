@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -208,12 +209,17 @@ def reusable(path, sha256, options):
     return None
 
 
-def load_reports(folders):
-    """The reports stored under the given output folders (FOLDER/STUDENT/ASSIGNMENT.json), one per
-    (student, assignment); UsageError if two differ for the same key or if there are none."""
+def _same_result(a, b):
+    return all(a.get(k) == b.get(k) for k in ("sha256", "options", "status", "score", "error"))
+
+
+def merge_reports(folders, out):
+    """Combines the reports stored under the given output folders (FOLDER/STUDENT/NAME.json)
+    into `out`, with their plots (found at their recorded path, else next to the report:
+    use --plots = --out on machines whose folders are moved); returns the reports. UsageError if
+    two differ for the same student and assignment, or if there are none."""
     found, conflicts = {}, []
-    for folder in folders:
-        folder = Path(folder)
+    for folder in map(Path, folders):
         if not folder.is_dir():
             raise UsageError(f"no such folder: {folder}")
         for path in sorted(folder.glob("*/*.json")):
@@ -224,13 +230,24 @@ def load_reports(folders):
             if not (isinstance(report, dict) and "schema_version" in report and "student" in report):
                 continue
             key = (report.get("assignment") or "", report["student"])
-            if key in found and found[key][1] != report:
+            if key in found and not _same_result(found[key][1], report):
                 conflicts.append(f"{found[key][0]} and {path}")
             found.setdefault(key, (path, report))
     if conflicts:
         raise UsageError("different reports for the same student and assignment: " + "; ".join(conflicts))
     if not found:
         raise UsageError("no reports found in " + ", ".join(map(str, folders)))
+    for path, report in found.values():
+        target = report_path(out, report["student"], report["assignment"])
+        for check in report["checks"]:
+            plot = check["details"].get("plot")
+            source = next((p for p in (Path(plot), path.parent / Path(plot).name) if p.is_file()), None) if plot else None
+            if source is not None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if source.resolve() != (target.parent / source.name).resolve():
+                    shutil.copyfile(source, target.parent / source.name)
+                check["details"]["plot"] = str(target.parent / source.name)
+        write_json(target, report)
     return in_order(report for _, report in found.values())
 
 

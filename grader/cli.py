@@ -17,8 +17,8 @@ from pathlib import Path
 
 from . import formats
 from .assignments import all_assignments
-from .batch import (EXIT_BUG, EXIT_FAILED, EXIT_PASSED, EXIT_USAGE, Settings, UsageError, discover, exit_status, grade_all, load_reports,
-                    parse_shard, report_path, shard, write_json)
+from .batch import (EXIT_BUG, EXIT_FAILED, EXIT_PASSED, EXIT_USAGE, Settings, UsageError, discover,
+                    exit_status, grade_all, merge_reports, parse_shard, shard)
 from .report import VERDICTS, one_line, render, render_class
 from .sandbox import DeviceUnavailable
 
@@ -216,13 +216,11 @@ def main(argv=None):
 
 def merge(argv):
     args = merge_parser().parse_args(argv)
+    out = Path(args.out)
     try:
-        reports = load_reports(args.folders)
+        reports = merge_reports(args.folders, out)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    out = Path(args.out)
-    for report in reports:
-        write_json(report_path(out, report["student"], report["assignment"]), report)
     finish(reports, args, out)
     return exit_status(reports)
