@@ -27,8 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hidden_layer_size", default=64, type=int, help="Size of the hidden layer.")
     parser.add_argument("--learning_rate", default=0.01, type=float, help="Adam learning rate.")
     parser.add_argument("--gamma", default=1.0, type=float, help="Discount factor.")
-    parser.add_argument("--target_return", default=490.0, type=float,
-                        help="Stop training early once the mean return of the last two batches reaches this.")
+    parser.add_argument("--target_return", default=495.0, type=float,
+                        help="Stop training early once the mean return of the last batches reaches this.")
+    parser.add_argument("--target_batches", default=4, type=int, help="Number of batches averaged for early stopping.")
     parser.add_argument("--seed", default=42, type=int, help="Random seed.")
     parser.add_argument("--threads", default=2, type=int, help="Maximum number of threads to use.")
     return parser.parse_args(argv)
@@ -107,10 +108,15 @@ def policy_loss(probs: tf.Tensor, actions: tf.Tensor, returns: tf.Tensor) -> tf.
     The loss is the return-weighted negative log-likelihood of the actions,
     averaged over the batch: - mean_i returns_i * log probs[i, actions_i].
     """
-    # TODO: Compute the loss, e.g. with `keras.losses.SparseCategoricalCrossentropy`
-    # called with `sample_weight=returns`.
+    # TODO: Compute the loss: pick the probabilities of the taken actions (e.g. with
+    # `tf.gather(probs, actions, batch_dims=1)`), and average `- returns * log(probability)`.
+    # (`keras.losses.SparseCategoricalCrossentropy` with `sample_weight=returns` computes
+    # the same value, but it renormalizes `probs` by their sum, which adds a constant to
+    # every row of the gradient with respect to `probs`; that constant vanishes when the
+    # gradient flows back through the softmax.)
     ### BEGIN SOLUTION
-    return keras.losses.SparseCategoricalCrossentropy()(actions, probs, sample_weight=returns)
+    taken = tf.gather(probs, tf.cast(actions, tf.int32), batch_dims=1)
+    return -tf.reduce_mean(returns * tf.math.log(tf.maximum(taken, 1e-7)))
     ### END SOLUTION
 
 
@@ -179,10 +185,10 @@ def sample_actions(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def train(agent: Agent, episodes: Episodes, args: argparse.Namespace) -> None:
     """Train the agent on at most `args.episodes` episodes, `args.batch_size` at a time.
 
-    Training stops earlier once the mean return of the last two batches reaches
-    `args.target_return`.
+    Training stops earlier once the mean return of the last `args.target_batches`
+    batches reaches `args.target_return`.
     """
-    recent_returns = collections.deque(maxlen=2 * args.batch_size)
+    recent_returns = collections.deque(maxlen=args.target_batches * args.batch_size)
     trained, batches, start = 0, 0, time.time()
     while trained < args.episodes:
         n = min(args.batch_size, args.episodes - trained)

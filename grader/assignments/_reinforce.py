@@ -51,6 +51,7 @@ class TrainingEpisodes:
         if self.deadline is not None and time.monotonic() > self.deadline:
             self.stop_reason = "the training time limit is reached"
             raise Service.Stop(self.stop_reason)
+        self.flush()
         if self.env is None or self.env.num_envs != n:
             self.env = make_env(n)
         self.started += n
@@ -59,6 +60,12 @@ class TrainingEpisodes:
         self.done = np.zeros(n, bool)
         self.returns = np.zeros(n)
         return self.observations.copy()
+
+    def flush(self):
+        """Adds the finished episodes of the current batch to the learning curve, in batch order."""
+        if self.env is not None and len(self.done):
+            self.curve.extend(self.returns[self.done].tolist())
+            self.done = self.done[:0]
 
     def step(self, actions):
         if self.env is None:
@@ -73,7 +80,6 @@ class TrainingEpisodes:
         self.observations[active] = observations[active]
         finished = active & (terminated | truncated)
         self.done |= finished
-        self.curve.extend(self.returns[finished].tolist())
         return [self.observations.copy(), rewards, self.done.copy()]
 
 
@@ -125,6 +131,7 @@ def check_training(index, threshold, budget=None):
                     failure.message += f" (after {episodes.started} episodes)"
                 raise
         train_s = time.monotonic() - started
+        episodes.flush()
         returns = evaluate(ctx, agent, seed=int(ctx.rng("evaluation", index).integers(2**31)))
         mean = float(returns.mean())
         limit = f"{budget} episodes and {ctx.limits.train_time:.0f} s" if budget else f"{ctx.limits.train_time:.0f} s"
@@ -150,7 +157,10 @@ def plot_curve(ctx, index, curve, returns, threshold):
     ctx.plots_dir.mkdir(parents=True, exist_ok=True)
     path = ctx.plots_dir / f"{ctx.assignment.name}-training-{index}.png"
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5), gridspec_kw={"width_ratios": [3, 1]})
-    left.plot(np.arange(1, len(curve) + 1), curve, lw=0.8, label="return per training episode")
+    left.plot(np.arange(1, len(curve) + 1), curve, lw=0.5, alpha=0.5, label="return per training episode")
+    if len(curve) >= 20:
+        left.plot(np.arange(20, len(curve) + 1), np.convolve(curve, np.ones(20) / 20, "valid"), lw=1.5,
+                  label="mean of the last 20")
     left.axhline(threshold, color="gray", ls="--", lw=0.8, label=f"threshold {threshold}")
     left.set(xlabel="training episode", ylabel="return", title=f"{ctx.assignment.name}: training {index}")
     left.legend(loc="lower right")

@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""REINFORCE with a learned baseline on CartPole-v1.
+
+The agent plays whole batches of episodes side by side on a vectorized
+environment, then performs one gradient step on all the visited states. A value
+network V(s) is trained to predict the returns, and its predictions are
+subtracted from the returns in the policy loss (as constants, not differentiated):
+
+    policy loss = - mean_t (G_t - V(s_t)) * log pi(a_t | s_t),
+    value loss  =   mean_t (G_t - V(s_t))^2,           G_t = sum_k gamma^k r_{t+k}.
+
+Run `python reinforce_baseline.py --help` to see the options.
+"""
+import argparse
+import collections
+import time
+
+import gymnasium as gym
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command-line options; the defaults are tuned to solve CartPole-v1."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch_size", default=2, type=int, help="Episodes per training batch.")
+    parser.add_argument("--episodes", default=200, type=int, help="Training episodes in total (at most).")
+    parser.add_argument("--evaluate_episodes", default=100, type=int, help="Greedy evaluation episodes.")
+    parser.add_argument("--hidden_layer_size", default=64, type=int, help="Size of the hidden layer.")
+    parser.add_argument("--learning_rate", default=0.01, type=float, help="Adam learning rate of the policy.")
+    parser.add_argument("--value_learning_rate", default=0.01, type=float, help="Adam learning rate of the value network.")
+    parser.add_argument("--value_scale", default=100.0, type=float,
+                        help="The value network's output is multiplied by this (returns are in the hundreds).")
+    parser.add_argument("--gamma", default=1.0, type=float, help="Discount factor.")
+    parser.add_argument("--target_return", default=495.0, type=float,
+                        help="Stop training early once the mean return of the last batches reaches this.")
+    parser.add_argument("--target_batches", default=5, type=int, help="Number of batches averaged for early stopping.")
+    parser.add_argument("--seed", default=42, type=int, help="Random seed.")
+    parser.add_argument("--threads", default=2, type=int, help="Maximum number of threads to use.")
+    return parser.parse_args(argv)
+
+
+class Episodes:
+    """A batch of CartPole-v1 episodes run side by side on a gymnasium vector environment.
+
+    - `reset(n)` starts `n` new episodes and returns their initial observations,
+      a float32 array of shape [n, 4].
+    - `step(actions)` takes an int array of shape [n] (one action per episode),
+      advances the unfinished episodes and returns `(observations, rewards, done)`:
+      float32 [n, 4], float32 [n] and bool [n]. An episode that has finished stays
+      finished: from then on its reward is 0, its `done` stays True and its
+      observation is not changed any more.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        # Every `reset` draws a fresh environment seed from this generator,
+        # so a given `seed` always produces the same sequence of episodes.
+        self._rng = np.random.default_rng(seed)
+        self._envs = {}  # One vector environment per batch size `n`, created on demand.
+        self._env = None  # The vector environment of the current batch.
+        self._observations = None  # float32 [n, 4], the latest observation of every episode.
+        self._done = None  # bool [n], whether each episode has already finished.
+
+    def reset(self, n: int) -> np.ndarray:
+        if n not in self._envs:
+            self._envs[n] = gym.make_vec("CartPole-v1", num_envs=n, vectorization_mode="vector_entry_point")
+        self._env = self._envs[n]
+        observations, _ = self._env.reset(seed=int(self._rng.integers(2**31)))
+        self._observations = np.asarray(observations, dtype=np.float32)
+        self._done = np.zeros(n, dtype=bool)
+        return self._observations.copy()
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # TODO: Step all the environments at once with `self._env.step(actions)`
+        # (the vector environment restarts a finished environment on its next step,
+        # so ignore whatever it returns for episodes that were already done): keep the
+        # old observations and give reward 0 to the finished episodes, mark the episodes
+        # that have just terminated or been truncated as done, and return copies of
+        # `(self._observations, rewards, self._done)`.
+        raise NotImplementedError("TODO: Episodes.step")
+
+
+def compute_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """Return the float32 array of returns G_t = sum_k gamma^k r_{t+k} of ONE episode.
+
+    `rewards` is the float array [T] of the rewards of the episode.
+    """
+    # TODO: Compute the returns, e.g. backwards from the last step: G_t = r_t + gamma * G_{t+1}.
+    raise NotImplementedError("TODO: compute_returns")
+
+
+def policy_loss(probs: tf.Tensor, actions: tf.Tensor, returns: tf.Tensor, baselines: tf.Tensor) -> tf.Tensor:
+    """The REINFORCE-with-baseline loss of a batch of B steps, a scalar tensor.
+
+    - `probs`: float32 [B, A], the action probabilities predicted by the policy,
+    - `actions`: int [B], the actions taken,
+    - `returns`: float32 [B], the returns that followed them,
+    - `baselines`: float32 [B], the value network's predictions for the same states.
+
+    The loss is the advantage-weighted negative log-likelihood of the actions,
+    averaged over the batch: - mean_i (returns_i - baselines_i) * log probs[i, actions_i].
+    The baselines are constants for this loss: no gradient may flow into them.
+    """
+    # TODO: Compute the advantages `returns - baselines`, stopping the gradient of the
+    # baselines with `tf.stop_gradient`. Then pick the probabilities of the taken actions
+    # (e.g. with `tf.gather(probs, actions, batch_dims=1)`), and average
+    # `- advantages * log(probability)`.
+    # (`keras.losses.SparseCategoricalCrossentropy` with `sample_weight=advantages` computes
+    # the same value, but it renormalizes `probs` by their sum, which adds a constant to
+    # every row of the gradient with respect to `probs`; that constant vanishes when the
+    # gradient flows back through the softmax.)
+    raise NotImplementedError("TODO: policy_loss")
+
+
+def value_loss(values: tf.Tensor, returns: tf.Tensor) -> tf.Tensor:
+    """The mean squared error between the predicted `values` [B] and the `returns` [B]."""
+    # TODO: Compute the loss, e.g. with `keras.losses.MeanSquaredError`.
+    raise NotImplementedError("TODO: value_loss")
+
+
+class Agent:
+    def __init__(self, observation_size: int, num_actions: int, args: argparse.Namespace) -> None:
+        keras.utils.set_random_seed(args.seed)
+        self.rng = np.random.default_rng(args.seed)  # Use it to sample the actions.
+
+        # TODO: Create `self.policy`, a `keras.Model` mapping a batch of observations
+        # [B, observation_size] to action probabilities [B, num_actions]: one hidden
+        # `Dense` layer of `args.hidden_layer_size` units (ReLU) and a softmax output
+        # layer; and `self.optimizer`, an Adam optimizer with `args.learning_rate`.
+        # Then create `self.value`, a `keras.Model` mapping the observations to the
+        # predicted returns [B, 1] (one hidden layer too, and a linear output multiplied by
+        # `args.value_scale`, e.g. with `keras.layers.Rescaling`, so that the network's
+        # initial outputs are on the scale of the returns), and its own
+        # `self.value_optimizer` (Adam with `args.value_learning_rate`).
+        raise NotImplementedError("TODO: Agent.__init__")
+
+        # Compile the computations into TensorFlow graphs. The input signature
+        # (with a `None` batch dimension) makes every batch size reuse the same graph
+        # instead of tracing a new one.
+        states_spec = tf.TensorSpec([None, observation_size], tf.float32)
+        self._predict = tf.function(self._predict_step, input_signature=[states_spec])
+        self._predict_values = tf.function(self._predict_values_step, input_signature=[states_spec])
+        self._train = tf.function(self._train_step, input_signature=[
+            states_spec, tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32)])
+
+    def _predict_step(self, states: tf.Tensor) -> tf.Tensor:
+        return self.policy(states, training=False)
+
+    def _predict_values_step(self, states: tf.Tensor) -> tf.Tensor:
+        return self.value(states, training=False)[:, 0]
+
+    def _train_step(self, states: tf.Tensor, actions: tf.Tensor, returns: tf.Tensor) -> None:
+        # TODO: Perform one gradient step of each network: under a `tf.GradientTape`
+        # (`persistent=True`, or use two tapes), predict the action probabilities and
+        # the values [B] of `states`, compute `policy_loss` (with the values as the
+        # baselines) and `value_loss`; then apply the gradient of the policy loss to
+        # the policy's variables with `self.optimizer` and the gradient of the value
+        # loss to the value network's variables with `self.value_optimizer`.
+        raise NotImplementedError("TODO: Agent._train_step")
+
+    def predict(self, states: np.ndarray) -> np.ndarray:
+        """Return the action probabilities, a float32 array [B, num_actions]."""
+        return self._predict(np.asarray(states, dtype=np.float32)).numpy()
+
+    def predict_values(self, states: np.ndarray) -> np.ndarray:
+        """Return the predicted returns of the states, a float32 array [B]."""
+        return self._predict_values(np.asarray(states, dtype=np.float32)).numpy()
+
+    def train(self, states: np.ndarray, actions: np.ndarray, returns: np.ndarray) -> None:
+        """Perform one training step of both networks on a batch of states, actions and returns."""
+        self._train(np.asarray(states, dtype=np.float32), np.asarray(actions, dtype=np.int32),
+                    np.asarray(returns, dtype=np.float32))
+
+
+def sample_actions(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Sample one action per row of `probs` [B, A] at once, returning an int array [B]."""
+    # TODO: Draw uniform numbers `rng.random(B)` and, for every row, choose the first
+    # action whose cumulative probability exceeds the number (without a Python loop).
+    raise NotImplementedError("TODO: sample_actions")
+
+
+def train(agent: Agent, episodes: Episodes, args: argparse.Namespace) -> None:
+    """Train the agent on at most `args.episodes` episodes, `args.batch_size` at a time.
+
+    Training stops earlier once the mean return of the last `args.target_batches`
+    batches reaches `args.target_return`.
+    """
+    recent_returns = collections.deque(maxlen=args.target_batches * args.batch_size)
+    trained, batches, start = 0, 0, time.time()
+    while trained < args.episodes:
+        n = min(args.batch_size, args.episodes - trained)
+
+        # TODO: Play a batch of `n` episodes: `states = episodes.reset(n)`, then, until all
+        # of them are done, sample the actions of the whole batch at once (`agent.predict`
+        # and `sample_actions` with `agent.rng`) and `episodes.step` them. Then compute the
+        # returns of every episode with `compute_returns` (only over the steps it was still
+        # running), concatenate the states, actions and returns of all the episodes and
+        # call `agent.train` once. Finally append the total reward of every episode to
+        # `recent_returns`.
+        raise NotImplementedError("TODO: train")
+
+        trained += n
+        batches += 1
+        mean_return = np.mean(recent_returns)
+        if batches % 10 == 0 or trained >= args.episodes:
+            print(f"Episodes {trained}, mean return of the last {len(recent_returns)} episodes "
+                  f"{mean_return:.1f}, {time.time() - start:.1f} s", flush=True)
+        if len(recent_returns) == recent_returns.maxlen and mean_return >= args.target_return:
+            print(f"Episodes {trained}, mean return {mean_return:.1f} >= {args.target_return}, "
+                  f"stopping ({time.time() - start:.1f} s)", flush=True)
+            break
+
+
+def evaluate(agent: Agent, episodes: Episodes, n: int) -> np.ndarray:
+    """Play `n` episodes as one batch with the greedy policy; return their total rewards [n]."""
+    # TODO: Like in `train`, but choose the most probable actions (argmax), and sum the
+    # rewards of every episode.
+    raise NotImplementedError("TODO: evaluate")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+
+    episodes = Episodes(seed=args.seed)
+    agent = Agent(4, 2, args)
+    train(agent, episodes, args)
+
+    returns = evaluate(agent, episodes, args.evaluate_episodes)
+    print(f"Evaluation of {args.evaluate_episodes} episodes: mean return {returns.mean():.2f}, "
+          f"std {returns.std():.2f}")
+
+
+if __name__ == "__main__":
+    main()
