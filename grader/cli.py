@@ -222,5 +222,7 @@ def merge(argv):
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    if args.quiet:
+        print("\n".join(one_line(report) for report in reports))
     finish(reports, args, out)
     return exit_status(reports)
