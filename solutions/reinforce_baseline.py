@@ -35,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gamma", default=1.0, type=float, help="Discount factor.")
     parser.add_argument("--target_return", default=495.0, type=float,
                         help="Stop training early once the mean return of the last batches reaches this.")
+    parser.add_argument("--check_episodes", default=10, type=int,
+                        help="Before stopping early, also require the greedy policy's mean return on this "
+                        "many episodes to reach the target (0: no such check).")
     parser.add_argument("--target_batches", default=5, type=int, help="Number of batches averaged for early stopping.")
     parser.add_argument("--seed", default=42, type=int, help="Random seed.")
     parser.add_argument("--threads", default=2, type=int, help="Maximum number of threads to use.")
@@ -151,7 +154,7 @@ class Agent:
         # Then create `self.value`, a `keras.Model` mapping the observations to the
         # predicted returns [B, 1] (one hidden layer too, and a linear output multiplied by
         # `args.value_scale`, e.g. with `keras.layers.Rescaling`, so that the network's
-        # initial outputs are on the scale of the returns), and its own
+        # outputs quickly reach the scale of the returns), and its own
         # `self.value_optimizer` (Adam with `args.value_learning_rate`).
         ### BEGIN SOLUTION
         inputs = keras.Input(shape=[observation_size])
@@ -233,7 +236,8 @@ def train(agent: Agent, episodes: Episodes, args: argparse.Namespace) -> None:
     """Train the agent on at most `args.episodes` episodes, `args.batch_size` at a time.
 
     Training stops earlier once the mean return of the last `args.target_batches`
-    batches reaches `args.target_return`.
+    batches reaches `args.target_return` (and, if `args.check_episodes` > 0, so does the
+    greedy policy on that many episodes: it is the greedy policy that gets evaluated).
     """
     recent_returns = collections.deque(maxlen=args.target_batches * args.batch_size)
     trained, batches, start = 0, 0, time.time()
@@ -278,6 +282,12 @@ def train(agent: Agent, episodes: Episodes, args: argparse.Namespace) -> None:
             print(f"Episodes {trained}, mean return of the last {len(recent_returns)} episodes "
                   f"{mean_return:.1f}, {time.time() - start:.1f} s", flush=True)
         if len(recent_returns) == recent_returns.maxlen and mean_return >= args.target_return:
+            if args.check_episodes:
+                greedy_return = evaluate(agent, episodes, args.check_episodes).mean()
+                print(f"Episodes {trained}, greedy mean return {greedy_return:.1f}", flush=True)
+                if greedy_return < args.target_return:
+                    recent_returns.clear()  # Train on until the target is reached again.
+                    continue
             print(f"Episodes {trained}, mean return {mean_return:.1f} >= {args.target_return}, "
                   f"stopping ({time.time() - start:.1f} s)", flush=True)
             break

@@ -151,12 +151,11 @@ def check_training(index, threshold, budget=None):
 
 
 def plot_curve(ctx, index, curve, returns, threshold):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: figures are drawn from several threads in a batch
     ctx.plots_dir.mkdir(parents=True, exist_ok=True)
     path = ctx.plots_dir / f"{ctx.assignment.name}-training-{index}.png"
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5), gridspec_kw={"width_ratios": [3, 1]})
+    figure = Figure(figsize=(10, 3.5), layout="constrained")
+    left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]})
     left.plot(np.arange(1, len(curve) + 1), curve, lw=0.5, alpha=0.5, label="return per training episode")
     if len(curve) >= 20:
         left.plot(np.arange(20, len(curve) + 1), np.convolve(curve, np.ones(20) / 20, "valid"), lw=1.5,
@@ -166,9 +165,7 @@ def plot_curve(ctx, index, curve, returns, threshold):
     left.legend(loc="lower right")
     right.hist(returns, bins=20, range=(0, 500))
     right.set(xlabel="greedy evaluation return", ylabel="episodes", title=f"mean {np.mean(returns):.1f}")
-    figure.tight_layout()
     figure.savefig(path, dpi=80)
-    plt.close(figure)
     return str(path)
 
 
