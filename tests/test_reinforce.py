@@ -1,6 +1,7 @@
 """REINFORCE and REINFORCE with baseline: templates, named bugs, and the full gradings."""
 import json
 
+import numpy as np
 import pytest
 
 from conftest import REPO, run_grader, variant
@@ -69,10 +70,10 @@ def test_full_grading_of_the_reference(tmp_path, name):
         assert check["value"] >= 490
         assert len(check["details"]["evaluation_returns"]) == 100
         curve = check["details"]["learning_curve"]
-        assert len(curve) == check["details"]["training_episodes"] or len(curve) <= check["details"]["training_episodes"]
+        assert len(curve) == check["details"]["training_episodes"]  # the reference finishes every episode it starts
         assert max(curve) > min(curve)
         from PIL import Image
         with Image.open(check["details"]["plot"]) as image:
-            assert image.size[0] > 300 and len(set(image.convert("L").getdata())) > 5
+            assert image.size[0] > 300 and len(np.unique(np.asarray(image.convert("L")))) > 5
     if name == "reinforce_baseline":
         assert all(c["details"]["training_episodes"] <= 200 for c in training)
