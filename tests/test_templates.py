@@ -31,3 +31,17 @@ def test_regions_become_todos_named_after_their_function():
         make_template("def f():\n    ### BEGIN SOLUTION\n")
     with pytest.raises(ValueError, match="without"):
         make_template("def f():\n    ### END SOLUTION\n")
+
+
+def test_the_two_reinforce_solutions_share_their_common_parts():
+    """Each assignment is one file a student hands in, so reinforce_baseline.py repeats what it
+    has in common with reinforce.py; this keeps the repeated parts identical."""
+    import ast
+
+    def definitions(name):
+        source = (REPO / "solutions" / f"{name}.py").read_text()
+        return {node.name: ast.get_source_segment(source, node) for node in ast.parse(source).body
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    plain, baseline = definitions("reinforce"), definitions("reinforce_baseline")
+    for name in ("Episodes", "compute_returns", "sample_actions", "train", "evaluate", "main"):
+        assert plain[name] == baseline[name], f"{name} differs between the two REINFORCE solutions"
