@@ -3,8 +3,9 @@ parallel and keeping every result on disk as soon as it is known.
 
 Students. Under a folder DIR the student is the first path component: DIR/alice/... is alice's
 work at any depth, each file recognised as an assignment by its name (bandits.py, vae.py...).
-A recognised file directly in DIR is a student of its own, named by the file (its stem); a
-file given on the command line is a student named by its path. Nothing recognised in a
+The recognised files directly in DIR are the work of one student named after DIR (so
+`python -m grader solutions/` grades the reference solutions as one "student"); a file given
+on the command line is a student named by its path. Nothing recognised in a
 student's folder, or two files for one assignment, is that student's failed result (error_kind
 `missing` or `ambiguous`), with the reason.
 
@@ -119,8 +120,8 @@ def discover(paths, assignments, forced=None):
                     listing = ", ".join(str(p.relative_to(path)) for p in files[:8]) + (" ..." if len(files) > 8 else "")
                     empty.append(Item(entry.name, forced, None, f"no submission found: expected {expected}; "
                                       f"the folder has {listing or 'no files'}", "missing"))
-            elif recognised(entry):
-                candidates.setdefault((recognised(entry), entry.stem), []).append(entry)
+            elif recognised(entry):  # loose files in DIR: the work of one student, named after DIR
+                candidates.setdefault((recognised(entry), path.resolve().name), []).append(entry)
         if len(candidates) + len(empty) == before:
             raise UsageError(f"no submission in {raw}: expected files named {expected}")
     items = empty

@@ -51,12 +51,12 @@ def test_students_are_the_first_folder_and_problems_are_results(tmp_path):
     (tmp_path / "bob" / "vae.py").write_text("")
     (tmp_path / "carol").mkdir()
     (tmp_path / "carol" / "bandit.py").write_text("")          # misnamed: nothing recognised
-    (tmp_path / "bandits.py").write_text("")                  # a file directly in DIR: its own student
+    (tmp_path / "bandits.py").write_text("")                  # files directly in DIR: the student DIR
     (tmp_path / "notes.md").write_text("")                    # not a submission, not a student
     make_class(tmp_path, {".git/x": "", "__pycache__": "", "dave/.hidden": ""})
     items = {(i.student, i.assignment): i for i in discover([tmp_path], all_assignments())}
     assert set(items) == {("alice", "bandits"), ("bob", "bandits"), ("bob", "vae"), ("carol", None),
-                          ("erin", "bandits"), ("bandits", "bandits"), ("dave", None)}
+                          ("erin", "bandits"), (tmp_path.name, "bandits"), ("dave", None)}
     assert items["bob", "bandits"].path == tmp_path / "bob/hw1/deep/bandits.py"
     assert items["carol", None].kind == "missing" and "carol/bandit.py" in items["carol", None].problem
     assert items["dave", None].problem.endswith("the folder has no files")
