@@ -46,8 +46,8 @@ def parser(assignments):
     p = argparse.ArgumentParser(
         prog="python -m grader", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Grade submissions in an isolated child process against the assignment's checks.\n\n"
-                    "A folder is a class: DIR/STUDENT/.../NAME.py (a NAME.py directly in DIR is a student of\n"
-                    "its own). Its results go to OUT/STUDENT/NAME.json as each one finishes, and a table of\n"
+                    "A folder is a class: DIR/STUDENT/.../NAME.py (the NAME.py files directly in DIR are the\n"
+                    "work of one student, named after DIR). Its results go to OUT/STUDENT/NAME.json as each one finishes, and a table of\n"
                     "students by assignment to OUT/summary.csv and the terminal.",
         epilog=f"assignments (recognised from the file name NAME.py):\n{listing}\n\n"
                "python -m grader merge REPORTS_DIR... combines the outputs of several runs, e.g. the shards\n"
