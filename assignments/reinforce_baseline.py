@@ -9,13 +9,11 @@ subtracted from the returns in the policy loss (as constants, not differentiated
     policy loss = - mean_t (G_t - V(s_t)) * log pi(a_t | s_t),
     value loss  =   mean_t (G_t - V(s_t))^2,           G_t = sum_k gamma^k r_{t+k}.
 
-Grading: the grader passes `train` its own stand-in for `Episodes` and hands out at most
-200 episodes in all (every episode played counts, the greedy checks of `train` included;
-`episodes.reset` then raises and training ends) within 300 s. It then evaluates the greedy
-policy (the most probable action) on 100 episodes of its own: their mean return must reach
-490, after each of 2 trainings with different seeds.
-
 Run `python reinforce_baseline.py --help` to see the options.
+
+How it is graded (from grader/assignments/reinforce_baseline.py; tools/make_templates.py writes it):
+    Limits: 300 s per training run, 60 s for any other question, 4 GiB of memory, 2 compute
+    thread(s), and a file of at most 128 KiB.
 """
 import argparse
 import collections

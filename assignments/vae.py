@@ -14,6 +14,10 @@ Pixel intensities x/255 in [0, 1] are the Bernoulli targets.
 
 Run it, e.g. `python vae.py --z_dim 2 --epochs 5`: it prints the losses of every epoch and
 saves images of samples from the prior (and, with --z_dim 2, of the latent manifold).
+
+How it is graded (from grader/assignments/vae.py; tools/make_templates.py writes it):
+    Limits: 600 s per training run, 120 s for any other question, 6 GiB of memory, 2 compute
+    thread(s), and a file of at most 128 KiB.
 """
 import argparse
 import os

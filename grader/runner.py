@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import secret
 from .sandbox import DeviceUnavailable, Sandbox, SubmissionError
 from .spec import Outcome
 
@@ -52,8 +53,9 @@ class Cancel:
 class Context:
     """What a check gets: the submission's sandbox, the seed, the limits and a place for plots."""
 
-    def __init__(self, assignment, submission, limits, device, seed, plots_dir=None, cancel=None):
+    def __init__(self, assignment, submission, limits, device, seed, plots_dir=None, cancel=None, progress=None):
         self.assignment, self.submission, self.limits = assignment, Path(submission), limits
+        self._progress = progress
         self.cancel = cancel
         self.device_requested, self.seed = device, seed
         self.plots_dir = Path(plots_dir) if plots_dir else None
@@ -65,6 +67,16 @@ class Context:
         """A random generator owned by the grader, reproducible from the seed and the labels."""
         digest = hashlib.sha256(repr((self.seed,) + labels).encode()).digest()
         return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+    def secret_rng(self, *labels):
+        """A random generator reproducible for the grader (its key, the seed, the labels) but
+        unpredictable to the submission: for what a submission must not be able to anticipate."""
+        return secret.rng(self.seed, *labels)
+
+    def progress(self, message):
+        """Shows how a long check is going (e.g. episodes handed out, epochs); never scored."""
+        if self._progress is not None:
+            self._progress(message)
 
     @property
     def sandbox(self):

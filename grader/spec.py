@@ -17,6 +17,9 @@ class Limits:
     threads: int = 2            # compute threads (TensorFlow, BLAS, OpenMP) given to the submission
     max_threads: int = 256      # operating-system threads in all its processes: a safety net
     max_message_bytes: int = 1 << 28  # largest answer accepted
+    max_submission_bytes: int = 128 << 10  # larger files are refused: no data set rides along in the source
+    disk_mb: int = 512          # the sandbox's writable space (its /tmp, a tmpfs), counted in memory_mb too
+    max_processes: int = 64     # processes in the sandbox at once (with max_threads, against fork bombs)
 
     def override(self, **changes):
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -50,7 +53,25 @@ class Assignment:
     checks: tuple
     limits: Limits = Limits()
     tensorflow: bool = False     # the child imports TensorFlow and gets the requested device
+    summary: str = ""            # how it is graded, for students: the templates' docstrings carry it
+    expected_time: str = ""      # e.g. "about 2 minutes", measured on 2 cores
+    prepare: Callable | None = None  # loads what the checks need (data, environments) before any child starts
 
     @property
     def max_score(self):
         return sum(check.points for check in self.checks)
+
+    def grading_text(self):
+        """How it is graded, for the docstring of the template (tools/make_templates.py writes it
+        there from this spec, so that the two cannot drift)."""
+        limits = self.limits
+        memory = f"{limits.memory_mb / 1024:g} GiB" if limits.memory_mb >= 1024 else f"{limits.memory_mb} MiB"
+        parts = [" ".join(self.summary.split())]
+        timing = f"{limits.time:g} s for any other question" if self.tensorflow else f"{limits.time:g} s per question"
+        if any("train" in c.name or "training" in c.name or "ELBO" in c.name for c in self.checks) and self.tensorflow:
+            timing = f"{limits.train_time:g} s per training run, " + timing
+        parts.append(f"Limits: {timing}, {memory} of memory, {limits.threads} compute thread(s), and a file "
+                     f"of at most {limits.max_submission_bytes // 1024} KiB.")
+        if self.expected_time:
+            parts.append(f"A grading takes {self.expected_time} on 2 cores.")
+        return " ".join(p for p in parts if p)

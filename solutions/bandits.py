@@ -20,6 +20,10 @@ over episodes).
 Run as a script to see how a configuration does, e.g.
     python bandits.py --epsilon 0.1
     python bandits.py --epsilon 0 --initial 1 --alpha 0.15
+
+How it is graded (from grader/assignments/bandits.py; tools/make_templates.py writes it):
+    Limits: 30 s per question, 1 GiB of memory, 1 compute thread(s), and a file of at most
+    128 KiB.
 """
 import argparse
 

@@ -6,12 +6,11 @@ environment, then performs one policy-gradient step on all the visited states:
 
     loss = - mean_t  G_t * log pi(a_t | s_t),    G_t = sum_k gamma^k r_{t+k}.
 
-Grading: the grader passes `train` its own stand-in for `Episodes`, stops handing out
-episodes after 300 s of training, then evaluates the greedy policy (the most probable
-action) on 100 episodes of its own: their mean return must reach 490, after each of 2
-trainings with different seeds.
-
 Run `python reinforce.py --help` to see the options.
+
+How it is graded (from grader/assignments/reinforce.py; tools/make_templates.py writes it):
+    Limits: 300 s per training run, 60 s for any other question, 4 GiB of memory, 2 compute
+    thread(s), and a file of at most 128 KiB.
 """
 import argparse
 import collections

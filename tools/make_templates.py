@@ -7,15 +7,43 @@ and `### END SOLUTION`; in the template the region becomes
 templates and the solutions cannot drift: `--check` (run by the tests) fails when a
 committed template differs from what this script generates.
 
+The module docstring of each solution has a paragraph starting with the line
+`How it is graded (from grader/assignments/NAME.py; tools/make_templates.py writes it):`
+and ending at the next blank line; this script rewrites it from the assignment's spec
+(`Assignment.grading_text()`), so the thresholds a student reads are the ones in force.
+
     python tools/make_templates.py          # rewrite assignments/*.py
     python tools/make_templates.py --check  # exit 1 and name the stale templates
 """
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+GRADED = "How it is graded (from grader/assignments/{name}.py; tools/make_templates.py writes it):"
+
+
+def with_grading(source, name, text):
+    """The solution's source with its "How it is graded" paragraph rewritten to `text`."""
+    heading = GRADED.format(name=name)
+    lines = source.split("\n")
+    if heading not in lines:
+        raise ValueError(f"solutions/{name}.py: its docstring needs a paragraph starting with the line {heading!r}")
+    start = lines.index(heading) + 1
+    end = start
+    while end < len(lines) and lines[end].strip() and '"""' not in lines[end]:
+        end += 1
+    body = textwrap.wrap(text, width=92, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False)
+    return "\n".join(lines[:start] + body + lines[end:])
+
+
+def grading_texts():
+    """{assignment name: its grading text}, from the specs."""
+    sys.path.insert(0, str(ROOT))
+    from grader.assignments import all_assignments
+    return {name: a.grading_text() for name, a in all_assignments().items()}
 
 
 def enclosing_name(lines, index, indent):
@@ -53,9 +81,19 @@ def make_template(source, filename="solution"):
 def main(argv):
     check = "--check" in argv
     stale = []
+    texts = grading_texts()
     for solution in sorted((ROOT / "solutions").glob("*.py")):
         template = ROOT / "assignments" / solution.name
-        text = make_template(solution.read_text(), solution.name)
+        source = solution.read_text()
+        if solution.stem in texts:
+            graded = with_grading(source, solution.stem, texts[solution.stem])
+            if graded != source:
+                if check:
+                    stale.append(solution.relative_to(ROOT))
+                else:
+                    solution.write_text(graded)
+                source = graded
+        text = make_template(source, solution.name)
         if check:
             if not template.exists() or template.read_text() != text:
                 stale.append(template.relative_to(ROOT))
@@ -63,7 +101,7 @@ def main(argv):
             template.write_text(text)
             template.chmod(solution.stat().st_mode)
     if stale:
-        print("stale templates (run python tools/make_templates.py):", *stale, file=sys.stderr)
+        print("stale templates or grading paragraphs (run python tools/make_templates.py):", *stale, file=sys.stderr)
         return 1
     return 0
 
