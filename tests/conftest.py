@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,13 @@ def variant(path, *replacements):
         assert old in text, f"{old!r} not in {path}: update this test"
         text = text.replace(old, new)
     return text
+
+
+def checks_of(tmp_path, path, *args):
+    """Grades `path` with a JSON report; (process result, {check name: check}, report)."""
+    result = run_grader(path, "--json", tmp_path / "r.json", "--quiet", *args)
+    report = json.loads((tmp_path / "r.json").read_text())
+    return result, {c["name"]: c for c in report["checks"]}, report
 
 
 @pytest.fixture
