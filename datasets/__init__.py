@@ -27,6 +27,7 @@ from .mnist import (  # noqa: E402
     Split,
     cache_dir_for,
     clear_memory_cache,
+    data_folders,
     load,
     load_original,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "Split",
     "cache_dir_for",
     "clear_memory_cache",
+    "data_folders",
     "load",
     "load_original",
 ]

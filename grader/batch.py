@@ -13,7 +13,9 @@ Reports. With an output folder OUT, each result is written to OUT/STUDENT/ASSIGN
 (atomically: a temporary file renamed into place) the moment it is known, so a batch that is
 killed loses no finished result. A report is reused instead of grading again when its
 `sha256` (the submission's content) and `options` (seed, device, limits, selected checks,
-plots, and a digest of the grader's own code) equal the current ones; `force` grades anyway.
+plots, sandbox, and a digest of the grader's own code) equal the current ones and its
+`signature` (a keyed digest with the grader's secret key, grader/secret.py) shows that this
+grader wrote it: a report forged or edited in OUT/ is graded again. `force` grades anyway.
 A grader error is recorded too (status `error`) but never reused.
 
 Sharding (K of N). The items are sorted by (assignment, student) and dealt round-robin: the
@@ -37,7 +39,8 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from .runner import Cancel, Cancelled, GraderBug, grade, problem_report, sha256_of
+from . import secret
+from .runner import Cancel, Cancelled, GraderBug, grade, problem_report
 from .sandbox import DeviceUnavailable
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
@@ -74,6 +77,7 @@ class Settings:
     out: Path | None = None
     force: bool = False
     jobs: int = 1
+    isolation: str = "bubblewrap"  # or "none": no sandbox (see grader/sandbox.py)
 
 
 # ------------------------------------------------------------------ finding submissions
@@ -173,7 +177,7 @@ def grader_digest():
 def grading_options(assignment, limits, settings, plots_dir):
     options = {"seed": settings.seed, "device": settings.device, "limits": dataclasses.asdict(limits),
                "checks": [c.name for c in assignment.checks], "plots": str(plots_dir) if plots_dir else None,
-               "grader": grader_digest()}
+               "sandbox": settings.isolation, "grader": grader_digest()}
     return json.loads(json.dumps(options))  # as it reads back from a report
 
 
@@ -198,14 +202,22 @@ def write_json(path, data):
     os.replace(tmp, path)
 
 
+def signed(report):
+    """The report with its `signature`: a keyed digest of everything else in it."""
+    report = {k: v for k, v in report.items() if k != "signature"}
+    return dict(report, signature=secret.sign(report))
+
+
 def reusable(path, sha256, options):
-    """The stored report at `path` if it was graded from the same content with the same options."""
+    """The stored report at `path` if this grader wrote it (its signature verifies) from the same
+    content with the same options."""
     try:
         old = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if (isinstance(old, dict) and old.get("status") in ("passed", "failed") and sha256 is not None
-            and old.get("sha256") == sha256 and old.get("options") == options):
+            and old.get("sha256") == sha256 and old.get("options") == options
+            and secret.verify({k: v for k, v in old.items() if k != "signature"}, old.get("signature"))):
         return old
     return None
 
@@ -269,6 +281,12 @@ def grade_one(item, configured, settings, cancel, on_check=None):
     DeviceUnavailable and Cancelled: everything else becomes the item's result."""
     assignment, limits = configured.get(item.assignment, (None, None))
     path = report_path(settings.out, item.student, item.assignment) if settings.out else None
+    source = None
+    if not item.problem:
+        try:
+            source = item.path.read_bytes()  # read once: the bytes graded are the bytes of the report's sha256
+        except OSError as error:
+            item = dataclasses.replace(item, problem=f"cannot read {item.path}: {error.strerror}", kind="missing")
     if item.problem:
         report = problem_report(assignment, item.path, item.kind, item.problem)
     else:
@@ -276,14 +294,14 @@ def grade_one(item, configured, settings, cancel, on_check=None):
         if settings.plots:
             plots_dir = Path(settings.plots) / safe_name(item.student) if settings.plots_per_student else Path(settings.plots)
         options = grading_options(assignment, limits, settings, plots_dir)
-        old = path and not settings.force and reusable(path, sha256_of(item.path), options)
+        old = path and not settings.force and reusable(path, hashlib.sha256(source).hexdigest(), options)
         if old:
             return old, True
         if on_check:
             on_check(item, None)
         try:
             report = grade(assignment, item.path, limits=limits, device=settings.device, seed=settings.seed,
-                           plots_dir=plots_dir, cancel=cancel,
+                           plots_dir=plots_dir, cancel=cancel, source=source, isolation=settings.isolation,
                            progress=(lambda name: on_check(item, name)) if on_check else None)
         except (DeviceUnavailable, Cancelled):
             raise
@@ -292,7 +310,7 @@ def grade_one(item, configured, settings, cancel, on_check=None):
             report = problem_report(assignment, item.path, "grader", f"grader error (not the submission's fault) "
                                     f"while grading {item.path}:\n{detail}", status="error")
         report["options"] = options
-    report = {"student": item.student, **report}
+    report = signed({"student": item.student, **report})
     if path:
         write_json(path, report)
     return report, False

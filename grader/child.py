@@ -15,6 +15,7 @@ This file must not import anything from the repository: the parent imports it to
 `send`/`receive`, and runs it as a script for the child.
 """
 import json
+import math
 import os
 import struct
 import sys
@@ -24,17 +25,28 @@ import numpy as np
 
 ALLOWED_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
                   "float16", "float32", "float64"}
-MAX_HEADER_BYTES = 1 << 20
+MAX_HEADER_BYTES = 1 << 20       # the largest header the parent accepts from the child
+MAX_PARENT_HEADER_BYTES = 1 << 28  # the largest header the child accepts from the (trusted) parent
+MAX_DEPTH = 100                  # nesting of lists, tuples and dicts
+MAX_ARRAYS = 100_000
 
 
 class ProtocolError(Exception):
     """A malformed message: the other side broke the protocol."""
 
 
+class PayloadTooLarge(Exception):
+    """A message this side cannot send (the parent's own question too large: a grader error)."""
+
+
 # ---------------------------------------------------------------- encoding
-def encode(value, arrays, handles=None):
-    """Turns a value into JSON-able data, appending arrays to `arrays`. Objects that are
-    neither numbers, strings, sequences nor arrays become handles when `handles` is given."""
+def encode(value, arrays, handles=None, depth=0):
+    """Turns a value into JSON-able data, appending arrays to `arrays`. Tuples and dicts whose
+    keys are not all plain strings are tagged (`$tuple`, `$dict`), so both arrive as they left.
+    Objects that are neither numbers, strings, containers nor arrays become handles when
+    `handles` is given (the child's side), else raise ProtocolError."""
+    if depth > MAX_DEPTH:
+        raise ProtocolError(f"a value nested more than {MAX_DEPTH} levels deep")
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, (int, float)):
@@ -47,39 +59,66 @@ def encode(value, arrays, handles=None):
             return {"$handle": handles.add(value)}
         arrays.append(array if array.flags.c_contiguous else array.copy(order="C"))  # keeps 0-d arrays 0-d
         return {"$array": len(arrays) - 1}
-    if isinstance(value, (list, tuple)):
-        return [encode(v, arrays, handles) for v in value]
+    if isinstance(value, list):
+        return [encode(v, arrays, handles, depth + 1) for v in value]
+    if isinstance(value, tuple):
+        return {"$tuple": [encode(v, arrays, handles, depth + 1) for v in value]}
     if handles is None and isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ("$handle", "$service"):
         return value  # the parent referring to a child's object or to one of its services
-    if isinstance(value, dict) and all(isinstance(k, str) and not k.startswith("$") for k in value):
-        return {k: encode(v, arrays, handles) for k, v in value.items()}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and not k.startswith("$") for k in value):
+            return {k: encode(v, arrays, handles, depth + 1) for k, v in value.items()}
+        if all(isinstance(k, (str, int, float, bool, tuple)) or k is None for k in value):
+            return {"$dict": [[encode(k, arrays, None, depth + 1), encode(v, arrays, handles, depth + 1)]
+                              for k, v in value.items()]}
     if handles is None:
         raise ProtocolError(f"cannot send a value of type {type(value).__name__}")
     return {"$handle": handles.add(value)}
 
 
-def decode(data, arrays, resolve=None):
-    """Inverse of `encode`; `resolve(kind, payload)` maps handles and services to objects."""
+def decode(data, arrays, resolve=None, depth=0):
+    """Inverse of `encode`; `resolve(kind, payload)` maps handles and services to objects.
+    Raises ProtocolError on anything that `encode` cannot have produced."""
+    if depth > MAX_DEPTH:
+        raise ProtocolError(f"a value nested more than {MAX_DEPTH} levels deep")
     if isinstance(data, list):
-        return [decode(v, arrays, resolve) for v in data]
+        return [decode(v, arrays, resolve, depth + 1) for v in data]
     if isinstance(data, dict):
         if len(data) == 1:
             (key, payload), = data.items()
             if key == "$array":
-                if not isinstance(payload, int) or not 0 <= payload < len(arrays):
+                if isinstance(payload, bool) or not isinstance(payload, int) or not 0 <= payload < len(arrays):
                     raise ProtocolError("reference to a missing array")
                 return arrays[payload]
             if key in ("$handle", "$service"):
                 if resolve is None:
                     raise ProtocolError(f"unexpected {key}")
                 return resolve(key, payload)
-        return {k: decode(v, arrays, resolve) for k, v in data.items()}
-    return data
+            if key == "$tuple":
+                if not isinstance(payload, list):
+                    raise ProtocolError("malformed $tuple")
+                return tuple(decode(v, arrays, resolve, depth + 1) for v in payload)
+            if key == "$dict":
+                if not isinstance(payload, list) or not all(isinstance(p, list) and len(p) == 2 for p in payload):
+                    raise ProtocolError("malformed $dict")
+                try:
+                    return {decode(k, arrays, None, depth + 1): decode(v, arrays, resolve, depth + 1) for k, v in payload}
+                except TypeError:
+                    raise ProtocolError("a dict key that cannot be a key") from None
+        if any(k.startswith("$") for k in data):
+            raise ProtocolError("unknown tagged value")
+        return {k: decode(v, arrays, resolve, depth + 1) for k, v in data.items()}
+    if data is None or isinstance(data, (bool, int, float, str)):
+        return data
+    raise ProtocolError(f"unexpected value of type {type(data).__name__}")
 
 
-def send(fd, header, arrays=()):
+def send(fd, header, arrays=(), max_header=MAX_PARENT_HEADER_BYTES):
     header = dict(header, arrays=[{"dtype": a.dtype.name, "shape": list(a.shape)} for a in arrays])
-    blob = json.dumps(header, allow_nan=True).encode()
+    blob = json.dumps(header, allow_nan=True, separators=(",", ":")).encode()
+    if len(blob) > max_header:
+        raise PayloadTooLarge(f"a message header of {len(blob)} bytes (the receiver takes at most {max_header}): "
+                              "send big payloads as numpy arrays")
     parts = [struct.pack(">I", len(blob)), blob] + [a.reshape(-1).view(np.uint8) for a in arrays]
     for part in parts:
         view = memoryview(part)
@@ -98,29 +137,35 @@ def _read_exact(fd, size, read_some):
     return b"".join(chunks)
 
 
-def receive(fd, max_bytes=1 << 30, read_some=os.read):
+def _array_spec(spec):
+    """(dtype, shape) of an array's description, checked; sizes are Python ints (no overflow)."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("dtype"), str) or not isinstance(spec.get("shape"), list):
+        raise ProtocolError("malformed array description")
+    dtype, shape = spec["dtype"], spec["shape"]
+    if (dtype not in ALLOWED_DTYPES or len(shape) > 8
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 40 for d in shape)):
+        raise ProtocolError(f"array of dtype {dtype!r} and shape {shape}"[:200])
+    return dtype, tuple(shape)
+
+
+def receive(fd, max_bytes=1 << 30, read_some=os.read, max_header=MAX_HEADER_BYTES):
     """Reads one message; returns (header, arrays). Validates sizes and dtypes before
     allocating anything, so a malicious peer cannot make the reader allocate unbounded memory."""
     size, = struct.unpack(">I", _read_exact(fd, 4, read_some))
-    if size > MAX_HEADER_BYTES:
+    if size > max_header:
         raise ProtocolError(f"message header of {size} bytes")
     try:
         header = json.loads(_read_exact(fd, size, read_some))
-        specs = header.pop("arrays")
-        assert isinstance(header, dict) and isinstance(specs, list)
-        shapes = [(str(s["dtype"]), tuple(int(d) for d in s["shape"])) for s in specs]
-    except (ValueError, KeyError, TypeError, AssertionError, AttributeError) as error:
-        raise ProtocolError(f"malformed message header ({error})") from None
-    total = 0
-    for dtype, shape in shapes:
-        if dtype not in ALLOWED_DTYPES or any(d < 0 for d in shape) or len(shape) > 8:
-            raise ProtocolError(f"array of dtype {dtype!r} and shape {shape}")
-        total += int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-    if total > max_bytes:
-        raise ProtocolError(f"message of {total} bytes exceeds the limit of {max_bytes}")
-    arrays = [np.frombuffer(_read_exact(fd, int(np.prod(shape)) * np.dtype(dtype).itemsize, read_some),
-                            dtype=dtype).reshape(shape) if np.prod(shape) else np.zeros(shape, dtype)
-              for dtype, shape in shapes]
+    except (ValueError, RecursionError) as error:
+        raise ProtocolError(f"malformed message header ({type(error).__name__})") from None
+    if not isinstance(header, dict) or not isinstance(header.get("arrays"), list) or len(header["arrays"]) > MAX_ARRAYS:
+        raise ProtocolError("malformed message header")
+    shapes = [_array_spec(spec) for spec in header.pop("arrays")]
+    sizes = [math.prod(shape) * np.dtype(dtype).itemsize for dtype, shape in shapes]
+    if sum(sizes) > max_bytes:
+        raise ProtocolError(f"message of {sum(sizes)} bytes exceeds the limit of {max_bytes}")
+    arrays = [np.frombuffer(_read_exact(fd, n, read_some), dtype=dtype).reshape(shape) if n else np.zeros(shape, dtype)
+              for (dtype, shape), n in zip(shapes, sizes)]
     return header, arrays
 
 
@@ -168,10 +213,10 @@ class Connection:
     def send(self, op, **fields):
         arrays = []
         fields = {k: encode(v, arrays, self.handles) for k, v in fields.items()}
-        send(self.wfd, dict(fields, op=op, id=self.request), arrays)
+        send(self.wfd, dict(fields, op=op, id=self.request), arrays, max_header=MAX_HEADER_BYTES)
 
     def receive(self):
-        header, arrays = receive(self.rfd)
+        header, arrays = receive(self.rfd, max_header=MAX_PARENT_HEADER_BYTES)
 
         def resolve(kind, payload):
             return self.handles.get(payload) if kind == "$handle" else ServiceProxy(payload, self)
@@ -190,7 +235,7 @@ def describe_exception(error, submission_file):
     frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == submission_file]
     where = f" (line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
     if isinstance(error, SyntaxError) and error.filename == submission_file:
-        return "syntax", f"SyntaxError: {error.msg} (line {error.lineno})"
+        return "syntax", f"{type(error).__name__}: {error.msg} (line {error.lineno})"
     if isinstance(error, NotImplementedError):
         text = str(error) if str(error).startswith("TODO") else f"TODO: {frames[-1].name if frames else error}"
         return "todo", f"unfinished {text}"
@@ -199,6 +244,16 @@ def describe_exception(error, submission_file):
     if isinstance(error, MemoryError):
         return "memory", "MemoryError" + where
     return "exception", f"{type(error).__name__}: {error}{where}"
+
+
+def traceback_text(error, config):
+    """The traceback for the student: the submission's path shown as its own file name; for a
+    syntax error only the offending line with its caret."""
+    if isinstance(error, SyntaxError) and error.filename == config["submission"]:
+        text = "".join(traceback.format_exception_only(type(error), error))
+    else:
+        text = traceback.format_exc(limit=-8)
+    return text.replace(config["submission"], config.get("display", config["submission"]))
 
 
 def configure_tensorflow(device, threads):
@@ -247,7 +302,7 @@ def main():
         kind, message = describe_exception(error, config["submission"])
         if isinstance(error, SystemExit):
             kind, message = "exit", f"the submission called exit({error.code}) while being imported"
-        connection.send("error", kind=kind, message=message, traceback=traceback.format_exc(limit=-8))
+        connection.send("error", kind=kind, message=message, traceback=traceback_text(error, config))
         return
     connection.send("ready", names=sorted(n for n in vars(module) if not n.startswith("_")))
 
@@ -276,7 +331,7 @@ def main():
             kind, message = describe_exception(error, config["submission"])
             if isinstance(error, SystemExit):
                 kind, message = "exit", f"the submission called exit({error.code}) during {label}"
-            connection.send("error", kind=kind, message=message, traceback=traceback.format_exc(limit=-8))
+            connection.send("error", kind=kind, message=message, traceback=traceback_text(error, config))
             if isinstance(error, (SystemExit, KeyboardInterrupt)):
                 return
 

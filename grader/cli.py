@@ -20,7 +20,7 @@ from .assignments import all_assignments
 from .batch import (EXIT_BUG, EXIT_FAILED, EXIT_PASSED, EXIT_USAGE, Settings, UsageError, discover,
                     exit_status, grade_all, merge_reports, parse_shard, shard)
 from .report import VERDICTS, one_line, render, render_class
-from .sandbox import DeviceUnavailable
+from .sandbox import DeviceUnavailable, bubblewrap
 
 EXIT_INTERRUPTED = 130
 DEFAULT_OUT = "reports"
@@ -67,6 +67,9 @@ def parser(assignments):
                                                   "for a class in DIR/STUDENT/")
     p.add_argument("--check", action="append", metavar="TEXT",
                    help="run only the checks whose name contains TEXT (repeatable), e.g. --check loss")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run submissions without the bubblewrap sandbox (a plain child process): only for "
+                        "machines without bubblewrap; needed to grade a class there")
     add_output_options(p)
     g = p.add_argument_group("grading a class")
     g.add_argument("--jobs", type=positive, default=1, metavar="N", help="grade N submissions at a time (default: 1)")
@@ -145,6 +148,22 @@ class Display:
             self.stream.write("\r\033[K")
 
 
+def isolation(args, several):
+    """"bubblewrap", or "none" with --no-sandbox or (one file, with a warning) where bubblewrap
+    cannot run; UsageError for several submissions without a sandbox unless --no-sandbox."""
+    if args.no_sandbox:
+        return "none"
+    _, reason = bubblewrap()
+    if reason is None:
+        return "bubblewrap"
+    if several:
+        raise UsageError(f"{reason}: refusing to grade several submissions without a sandbox "
+                         "(install bubblewrap, or pass --no-sandbox to grade them in plain child processes)")
+    print(f"warning: {reason}; grading without a sandbox (the report says \"sandbox\": \"none\")",
+          file=sys.stderr)
+    return "none"
+
+
 @contextlib.contextmanager
 def terminate_as_interrupt():
     """SIGTERM (a CI job cancelled) stops the gradings like Ctrl-C: children killed, results kept."""
@@ -193,6 +212,7 @@ def main(argv=None):
     display = None
     try:
         items = discover(args.paths, assignments, args.assignment)
+        settings.isolation = isolation(args, several=batch or len(items) > 1)
         if args.shard:
             items = shard(items, *args.shard)
         display = Display(len(items), batch, args.quiet, args.jobs)

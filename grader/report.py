@@ -22,9 +22,12 @@ def render(report):
     """The terminal report of one submission."""
     width = max(60, min(shutil.get_terminal_size((110, 20)).columns, 140))
     out = [f"{report['title']}", f"submission: {report['submission']}  (assignment {report['assignment']}, "
-           f"device {report['device']}, seed {report['seed']}, {report['durations']['total_s']:.1f} s)"]
+           f"device {report['device']}, seed {report['seed']}, sandbox {report.get('sandbox') or 'none'}, "
+           f"{report['durations']['total_s']:.1f} s)"]
     if report["error"]:
         out.append(f"error: {report['error']}")
+        if report.get("error_details") and report.get("error_kind") in ("syntax", "import", "exception", "todo"):
+            out += ["    " + line for line in report["error_details"].rstrip().splitlines()[-12:]]
     rows = [("PASS" if c["passed"] else "FAIL", c["name"], _value(c["value"]), c["threshold"] or "",
              f"{c['score']:g}/{c['max_score']:g}") for c in report["checks"]]
     table = _table(("", "check", "value", "threshold", "points"), rows)

@@ -1,6 +1,12 @@
 """Runs an assignment's checks against one submission and builds the report (a plain dict,
-the same content as the --json file; its schema is documented in README.md)."""
+the same content as the --json file; its schema is documented in README.md).
+
+The submission's bytes are read once; their SHA-256 is the report's, and those exact bytes are
+what every sandbox of the grading gets. What the checks need (data sets, environments) is
+loaded by the assignment's `prepare` before any child starts, so nothing a child could have
+touched is read afterwards."""
 import datetime
+import functools
 import hashlib
 import platform
 import threading
@@ -16,7 +22,7 @@ from . import secret
 from .sandbox import DeviceUnavailable, Sandbox, SubmissionError
 from .spec import Outcome
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class GraderBug(Exception):
@@ -53,9 +59,13 @@ class Cancel:
 class Context:
     """What a check gets: the submission's sandbox, the seed, the limits and a place for plots."""
 
-    def __init__(self, assignment, submission, limits, device, seed, plots_dir=None, cancel=None, progress=None):
+    def __init__(self, assignment, submission, limits, device, seed, plots_dir=None, cancel=None, progress=None,
+                 source=None, isolation="bubblewrap"):
         self.assignment, self.submission, self.limits = assignment, Path(submission), limits
+        self.source = Path(submission).read_bytes() if source is None else source
+        self.isolation = isolation
         self._progress = progress
+        self._relayed = (0.0, 0)  # (second, lines relayed in it)
         self.cancel = cancel
         self.device_requested, self.seed = device, seed
         self.plots_dir = Path(plots_dir) if plots_dir else None
@@ -78,6 +88,15 @@ class Context:
         if self._progress is not None:
             self._progress(message)
 
+    def _relay(self, line):
+        """The submission's printed lines, shown as its own (at most 5 a second)."""
+        second, count = self._relayed
+        now = int(time.monotonic())
+        count = count + 1 if now == second else 1
+        self._relayed = (now, count)
+        if count <= 5:
+            self.progress(f"[{self.assignment.name}.py prints] {line[:200]}")
+
     @property
     def sandbox(self):
         """The running child; started again (fresh import) if a previous check killed it."""
@@ -85,8 +104,9 @@ class Context:
             raise Cancelled()
         if self._sandbox is None or not self._sandbox.alive:
             self.close()
-            self._sandbox = Sandbox(self.submission, self.assignment.name, self.limits,
-                                    self.device_requested, self.assignment.tensorflow)
+            self._sandbox = Sandbox(self.source, self.assignment.name, self.limits, self.device_requested,
+                                    self.assignment.tensorflow, self.isolation, display_name=self.submission.name,
+                                    on_output=self._relay if self._progress else None)
             try:
                 self._sandbox.start()
             finally:
@@ -101,8 +121,8 @@ class Context:
     def kill(self):
         """Kills the child from another thread; the grading thread then sees it die."""
         sandbox = self._sandbox
-        if sandbox is not None and sandbox.process is not None:
-            sandbox._kill()
+        if sandbox is not None:
+            sandbox.kill()
 
     def close(self):
         if self._sandbox is not None:
@@ -128,13 +148,26 @@ def sha256_of(path):
         return None
 
 
+def prepare(assignment):
+    """Loads what the assignment's checks need, once per process, before any child starts."""
+    if assignment.prepare is not None:
+        _prepared(assignment.prepare)
+
+
+@functools.lru_cache(maxsize=None)
+def _prepared(function):
+    return function()
+
+
 def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_dir=None, progress=None,
-          cancel=None):
-    """Grades one submission file; returns the report dict. Raises DeviceUnavailable when the
-    requested device is missing, GraderBug for errors of the grader itself and Cancelled when
-    `cancel` (a Cancel) was cancelled meanwhile."""
+          cancel=None, source=None, isolation="bubblewrap"):
+    """Grades one submission file (its bytes `source` when the caller has read them already);
+    returns the report dict. Raises DeviceUnavailable when the requested device is missing,
+    GraderBug for errors of the grader itself and Cancelled when `cancel` (a Cancel) was
+    cancelled meanwhile. `progress(text)` is told each check as it starts and how long ones go."""
     limits = limits or assignment.limits
-    ctx = Context(assignment, submission, limits, device, seed, plots_dir, cancel)
+    prepare(assignment)
+    ctx = Context(assignment, submission, limits, device, seed, plots_dir, cancel, progress, source, isolation)
     started, t0 = datetime.datetime.now(datetime.timezone.utc), time.monotonic()
     results, todos, error = [], [], None
     if cancel is not None:
@@ -150,16 +183,15 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
                 progress(check.name)
             t = time.monotonic()
             if error is not None:
-                outcome = Outcome(False, f"not run: {error.message}")
+                outcome = Outcome(False, "not run: " + NOT_RUN.get(error.kind, "the submission could not be imported (see above)"))
             else:
                 try:
                     outcome = check.run(ctx)
                 except SubmissionError as failure:
-                    outcome = Outcome(False, failure.message, details={"kind": failure.kind,
-                                                                        "traceback": failure.details})
+                    outcome = failed(check, failure)
                     ctx.close()  # the child's state is unknown now: the next check starts afresh
                     if failure.kind == "todo":
-                        todos.append(failure.message.split("TODO: ", 1)[-1])
+                        todos.append(todo_name(failure))
                 except (DeviceUnavailable, Cancelled):
                     raise
                 except Exception as bug:
@@ -179,13 +211,15 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
         "assignment": assignment.name,
         "title": assignment.title,
         "submission": str(submission),
-        "sha256": sha256_of(submission),
+        "sha256": hashlib.sha256(ctx.source).hexdigest(),
+        "sandbox": isolation,
         "status": "passed" if passed else "failed",
         "passed": passed,
         "score": round(score, 4),
         "max_score": assignment.max_score,
         "error": error.message if error else None,
         "error_kind": error.kind if error else None,
+        "error_details": (error.details or None) if error else None,
         "todos": sorted(set(todos)),
         "checks": results,
         "device": ctx.device or "cpu",
@@ -197,6 +231,25 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
     }
 
 
+NOT_RUN = {"syntax": "the file has a syntax error (see above)",
+           "import": "the file could not be imported (see above)",
+           "too_large": "the file is too large (see above)"}
+
+
+def todo_name(failure):
+    return failure.message.split("TODO: ", 1)[-1].strip()
+
+
+def failed(check, failure):
+    """The outcome of a check that the submission failed with `failure`. An unfinished TODO of
+    a function the check is not about is what the check needs, not what it found wrong."""
+    details = {"kind": failure.kind, "traceback": failure.details}
+    if failure.kind == "todo" and check.functions and todo_name(failure) not in check.functions:
+        return Outcome(False, f"not run: needs {todo_name(failure)}, which is unfinished (TODO); this check is "
+                              f"about {', '.join(check.functions)}", details=dict(details, needs=todo_name(failure)))
+    return Outcome(False, failure.message, details=details)
+
+
 def problem_report(assignment, submission, kind, message, status="failed"):
     """The report of a submission that could not be graded: `kind` says why (e.g. `missing`,
     `ambiguous`; status "error" and kind `grader` for an error of the grader itself)."""
@@ -206,12 +259,14 @@ def problem_report(assignment, submission, kind, message, status="failed"):
         "title": assignment.title if assignment else "",
         "submission": str(submission) if submission else None,
         "sha256": sha256_of(submission) if submission else None,
+        "sandbox": None,
         "status": status,
         "passed": False,
         "score": 0,
         "max_score": assignment.max_score if assignment else 0,
         "error": message,
         "error_kind": kind,
+        "error_details": None,
         "todos": [],
         "checks": [],
         "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

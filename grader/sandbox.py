@@ -1,13 +1,36 @@
-"""Parent side of the isolation machinery: runs a submission in a child process.
+"""The isolation machinery, parent side: runs a submission in a sandboxed child process.
 
-`Sandbox` starts grader/child.py in a fresh isolated Python with a scrubbed environment and
-its own temporary working directory holding only a copy of the submission, enforces the
-limits (wall-clock time per question, resident memory and thread count of the child's whole
-process group) and turns everything that can go wrong on the submission's side into a
-`SubmissionError` with a one-line reason. Answers come back as numbers, strings and numpy
-arrays only; the assignment's checks validate them with `expect_array`.
+`Sandbox` starts grader/child.py next to one submission and asks it questions. The child runs in
+an operating-system sandbox made with bubblewrap (`bwrap`):
+
+- new user, PID, IPC, UTS, network and cgroup namespaces (no network; it sees only its own
+  processes), as uid 65534 with no capabilities, `--disable-userns` (no nested namespaces),
+  `--new-session` (no terminal to type into), `--die-with-parent`;
+- a read-only view of only what it needs: /usr (and /bin, /lib... as the host has them), the
+  Python installation and the virtual environment, `child.py` and the exact bytes of the
+  submission (both copied in from memory, so no file of the grader's is visible); the data sets'
+  files inside those folders are hidden (masked by empty folders);
+- a private writable /tmp (a tmpfs of `Limits.disk_mb`), which is gone with the sandbox;
+- with `--device gpu|auto`, the NVIDIA device nodes (and /sys, read-only, where CUDA looks).
+
+Limits hold over every process in the sandbox: where a cgroup can be created (root, or a
+delegated cgroup v2), memory and the number of tasks are limited by the kernel and measured
+there; otherwise every process of the sandbox's PID namespace is summed ten times a second. A
+child that needs more time, memory or threads than allowed is killed and the question fails
+with a one-line reason (`SubmissionError`). When the sandbox closes, its processes are killed
+(the PID namespace dies with its first process) and its cgroup is removed: nothing is left.
+
+Without bubblewrap (`isolation="none"`) the child runs in a plain subprocess with a scrubbed
+environment and its own temporary folder: enough for a student checking their own work, not
+against a hostile submission (the command line refuses to grade a class that way unless told).
+
+Answers come back as numbers, strings, containers and numpy arrays only (grader/child.py);
+the assignment's checks validate them with `expect_array`.
 """
+import functools
+import inspect
 import json
+import math
 import os
 import select
 import shutil
@@ -15,7 +38,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +50,19 @@ import numpy as np
 from . import child as wire
 
 CHILD_SCRIPT = Path(wire.__file__).resolve()
+REPO = CHILD_SCRIPT.parents[1]
 POLL_SECONDS = 0.05
+SANDBOX_UID = 65534
+INSIDE = "/sandbox"  # where child.py and the submission are, inside the sandbox
+# What the child may say went wrong: anything else it claims is a protocol error.
+CHILD_KINDS = {"todo", "syntax", "import", "exception", "exit", "memory", "stopped"}
 
 
 class SubmissionError(Exception):
     """The submission failed: crashed, hung, used too much memory, broke the protocol,
     left a TODO or returned something invalid. `kind` is one of: todo, syntax, import,
-    exception, exit, crash, timeout, memory, threads, protocol, invalid, stopped."""
+    exception, exit, crash, timeout, memory, threads, processes, protocol, invalid, stopped,
+    too_large."""
 
     def __init__(self, kind, message, details=""):
         super().__init__(message)
@@ -61,15 +93,18 @@ def _wire_value(value):
         return {"$handle": value.number}
     if isinstance(value, Service):
         return {"$service": value.name}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, list):
         return [_wire_value(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_wire_value(v) for v in value)
     return value
 
 
 class Service:
     """A parent-side object the submission may call back during a question, e.g. the
     training environment. `methods` maps method names to callables taking decoded arguments;
-    a method may raise `Service.Stop` to end the submission's use of it (e.g. budget used up)."""
+    a method may raise `Service.Stop` to end the submission's use of it (e.g. budget used up).
+    Arguments that do not fit a method's signature are the submission's error (`invalid`)."""
 
     class Stop(Exception):
         pass
@@ -78,29 +113,105 @@ class Service:
         self.name, self.methods = name, methods
 
 
-def process_group_usage(pgid):
-    """(resident bytes, threads) summed over the processes of a process group."""
-    rss = threads = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as file:
-                fields = file.read().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:  # field 5 of stat: process group
-                continue
-            threads += int(fields[17])  # field 20: number of threads
-            rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # field 24: resident pages
-        except (OSError, IndexError, ValueError):
-            continue
-    return rss, threads
+# ------------------------------------------------------------------ bubblewrap
+@functools.lru_cache(maxsize=None)
+def bubblewrap():
+    """(path of bwrap, None) when bubblewrap can make a sandbox here, else (None, the reason)."""
+    path = shutil.which("bwrap")
+    if path is None:
+        return None, "bubblewrap (bwrap) is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
+    try:
+        probe = subprocess.run([path, *namespaces(), *system_binds(), "--", "/bin/true"],
+                               capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as error:
+        return None, f"bubblewrap does not run: {error}"
+    if probe.returncode != 0:
+        return None, f"bubblewrap cannot make a sandbox here: {probe.stderr.strip()[:200]}"
+    return path, None
+
+
+def namespaces():
+    return ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+            "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox", "--cap-drop", "ALL"]
+
+
+def system_binds():
+    """/usr read-only, and the top-level folders that hold programs and libraries as the host
+    has them (symbolic links into /usr on merged-/usr systems)."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = f"/{name}"
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    return args
+
+
+def python_folders():
+    """The folders the child's Python needs: the installation and the virtual environment."""
+    folders = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), Path(sys.executable).resolve().parent}
+    folders = {f for f in folders if not f.is_relative_to("/usr")}
+    return [f for f in sorted(folders) if not any(f != g and f.is_relative_to(g) for g in folders)]
+
+
+def hidden_folders(binds):
+    """Folders inside the bound ones that the child must not read: where the data sets are."""
+    try:
+        sys.path.insert(0, str(REPO))
+        import datasets
+        places = datasets.data_folders()
+    except (ImportError, AttributeError):
+        return []
+    finally:
+        sys.path.remove(str(REPO))
+    return sorted(str(p) for p in places if p.is_dir() and any(p.resolve().is_relative_to(b) for b in binds))
+
+
+GPU_NODES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset", "nvidia-caps")
+
+
+def gpu_binds(dev="/dev"):
+    """bwrap arguments that make the NVIDIA device nodes of `dev` visible in the sandbox."""
+    names = sorted(n for n in os.listdir(dev) if n in GPU_NODES or (n.startswith("nvidia") and n[6:].isdigit()))
+    args = []
+    for name in names:
+        args += ["--dev-bind", os.path.join(dev, name), f"/dev/{name}"]
+    if names:
+        args += ["--ro-bind", "/sys", "/sys"]
+    for folder in os.environ.get("LD_LIBRARY_PATH", "").split(":"):  # the driver's libraries outside /usr
+        if folder and os.path.isdir(folder) and not Path(folder).resolve().is_relative_to("/usr"):
+            args += ["--ro-bind", folder, folder]
+    return args
+
+
+def bwrap_arguments(module, limits, device, tensorflow, fds):
+    """The bubblewrap command line up to `--`; `fds` maps "child" and "submission" to the
+    memory file descriptors holding child.py and the submission."""
+    binds = python_folders()
+    args = [*namespaces(), *system_binds()]
+    for folder in binds:
+        args += ["--ro-bind", str(folder), str(folder)]
+    for folder in hidden_folders([Path("/usr"), *binds]):
+        args += ["--tmpfs", folder, "--remount-ro", folder]
+    for name in ("ld.so.cache", "fonts", "localtime"):
+        if os.path.exists(f"/etc/{name}"):
+            args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.disk_mb << 20), "--tmpfs", "/tmp",
+             "--ro-bind-data", str(fds["child"]), f"{INSIDE}/child.py",
+             "--ro-bind-data", str(fds["submission"]), f"{INSIDE}/submission/{module}.py",
+             "--ro-bind-data", str(fds["passwd"]), "/etc/passwd",
+             "--chdir", "/tmp"]
+    if tensorflow and device in ("gpu", "auto"):
+        args += gpu_binds()
+    return args
 
 
 def child_environment(workdir, threads, device, tensorflow):
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
         "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-        "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "2",
+        "MPLBACKEND": "Agg", "MPLCONFIGDIR": os.path.join(workdir, ".matplotlib"), "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                  "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
@@ -115,70 +226,316 @@ def child_environment(workdir, threads, device, tensorflow):
     return env
 
 
-class Sandbox:
-    """One child process running one submission. Use as a context manager."""
+def memory_file(name, data):
+    fd = os.memfd_create(name, 0)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
-    def __init__(self, submission, module, limits, device="cpu", tensorflow=False):
-        self.submission, self.module, self.limits = Path(submission), module, limits
-        self.device_requested, self.tensorflow = device, tensorflow
-        self.process = None
+
+# ------------------------------------------------------------------ limits over the whole sandbox
+class Cgroup:
+    """A cgroup for one sandbox, where this process may create one: cgroup v2 (a delegated
+    subtree, or root), or v1's memory and pids hierarchies. The kernel then holds memory and
+    tasks (processes and threads) to the limits, whatever the submission forks."""
+
+    def __init__(self, folders, version):
+        self.folders, self.version = folders, version
+
+    @classmethod
+    def create(cls, limits):
+        """A new cgroup with the limits, or None where none can be made."""
+        name = f"course-grader-{uuid.uuid4().hex[:12]}"
+        memory = (limits.memory_mb + 512) << 20  # + the libraries' page cache; the polling holds memory_mb
+        try:
+            unified = _own_cgroup_v2()
+            if unified is not None:
+                folder = unified / name
+                folder.mkdir()
+                group = cls([folder], 2)
+                try:
+                    (folder / "memory.max").write_text(str(memory))
+                    (folder / "pids.max").write_text(str(limits.max_threads))
+                except OSError:
+                    group.remove()
+                    raise
+                return group
+            memory_root, pids_root = (_own_cgroup_v1(kind) for kind in ("memory", "pids"))
+            if memory_root is None or pids_root is None:
+                return None
+            folders = [memory_root / name, pids_root / name]
+            group = cls([], 1)
+            for folder in folders:
+                folder.mkdir()
+                group.folders.append(folder)
+            try:
+                (folders[0] / "memory.limit_in_bytes").write_text(str(memory))
+                (folders[1] / "pids.max").write_text(str(limits.max_threads))
+            except OSError:
+                group.remove()
+                raise
+            return group
+        except OSError:
+            return None
+
+    @property
+    def join_files(self):
+        return [str(f / "cgroup.procs") for f in self.folders]
+
+    def _read(self, index, name):
+        try:
+            return (self.folders[index] / name).read_text()
+        except OSError:
+            return ""
+
+    def _stat(self, index, name):
+        return dict((k, int(v)) for k, v in (line.split() for line in self._read(index, name).splitlines()
+                                             if len(line.split()) == 2))
+
+    def memory(self):
+        """Bytes of anonymous memory and tmpfs files (the sandbox's /tmp) in the group."""
+        stat = self._stat(0, "memory.stat")
+        if self.version == 2:
+            return stat.get("anon", 0) + stat.get("shmem", 0)
+        return stat.get("total_rss", stat.get("rss", 0)) + stat.get("total_shmem", stat.get("shmem", 0))
+
+    def tasks(self):
+        return int(self._read(-1, "pids.current") or 0)
+
+    def oom_killed(self):
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        return self._stat(0, name).get("oom_kill", 0) > 0
+
+    def tasks_refused(self):
+        return self._stat(-1, "pids.events").get("max", 0) > 0
+
+    def pids(self):
+        found = set()
+        for folder in self.folders:
+            try:
+                found |= {int(p) for p in (folder / "cgroup.procs").read_text().split()}
+            except (OSError, ValueError):
+                pass
+        return found
+
+    def kill(self):
+        if self.version == 2 and (self.folders[0] / "cgroup.kill").exists():
+            try:
+                (self.folders[0] / "cgroup.kill").write_text("1")
+            except OSError:
+                pass
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def remove(self):
+        for _ in range(100):
+            self.kill()
+            for folder in list(self.folders):
+                try:
+                    folder.rmdir()
+                    self.folders.remove(folder)
+                except FileNotFoundError:
+                    self.folders.remove(folder)
+                except OSError:
+                    pass
+            if not self.folders:
+                return
+            time.sleep(0.02)
+
+
+def _own_cgroup_v1(kind):
+    root = Path("/sys/fs/cgroup") / kind
+    if not (root / "cgroup.procs").exists():
+        return None
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if kind in controllers.split(","):
+            own = root / path.lstrip("/")
+            return own if own.is_dir() and os.access(own, os.W_OK) else (root if os.access(root, os.W_OK) else None)
+    return None
+
+
+def _own_cgroup_v2():
+    """Our cgroup v2 folder if it can hold children with memory and pids limits, else None."""
+    for root in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+        if (root / "cgroup.controllers").exists():
+            break
+    else:
+        return None
+    path = next((line[3:] for line in Path("/proc/self/cgroup").read_text().splitlines() if line.startswith("0::")), None)
+    own = root / path.lstrip("/") if path else root
+    try:
+        enabled = (own / "cgroup.subtree_control").read_text().split()
+    except OSError:
+        return None
+    if not {"memory", "pids"} <= set(enabled) or not os.access(own, os.W_OK):
+        return None
+    return own
+
+
+def process_table():
+    """{pid: (ppid, pgid, session, threads, resident bytes, pid namespace)} of every process."""
+    page, table = os.sysconf("SC_PAGE_SIZE"), {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as file:
+                fields = file.read().rsplit(")", 1)[1].split()
+            namespace = os.readlink(f"/proc/{entry}/ns/pid")
+        except (OSError, IndexError):
+            continue
+        table[int(entry)] = (int(fields[1]), int(fields[2]), int(fields[3]), int(fields[17]),
+                             int(fields[21]) * page, namespace)
+    return table
+
+
+class Usage:
+    """Measures the sandbox's processes: through its cgroup when there is one, else by scanning
+    /proc for the processes of its PID namespace (bubblewrap) or of its session (no sandbox)."""
+
+    def __init__(self, root_pid, cgroup, sandboxed):
+        self.root_pid, self.cgroup, self.sandboxed = root_pid, cgroup, sandboxed
+        self.namespace = None
+
+    def members(self, table):
+        if self.sandboxed:
+            if self.namespace is None:
+                own = os.readlink("/proc/self/ns/pid")
+                self.namespace = next((ns for pid, (ppid, *_, ns) in table.items()
+                                       if ppid == self.root_pid and ns != own), None)
+            return [row for row in table.values() if self.namespace is not None and row[5] == self.namespace]
+        return [row for pid, row in table.items() if row[2] == self.root_pid or pid == self.root_pid]
+
+    def measure(self):
+        """(memory bytes, processes, threads)."""
+        table = process_table()
+        members = self.members(table)
+        processes, threads = len(members), sum(row[3] for row in members)
+        if self.cgroup is not None:
+            return self.cgroup.memory(), processes, max(threads, self.cgroup.tasks())
+        return sum(row[4] for row in members), processes, threads
+
+
+# ------------------------------------------------------------------ the sandbox
+class Sandbox:
+    """One child process running one submission, given as the exact bytes to grade. Use as a
+    context manager. `isolation` is "bubblewrap" or "none"; `on_output(line)` receives what
+    the submission prints, line by line, as it prints it (for progress; never for scoring)."""
+
+    def __init__(self, source, module, limits, device="cpu", tensorflow=False, isolation="bubblewrap",
+                 display_name=None, on_output=None):
+        self.source, self.module, self.limits = bytes(source), module, limits
+        self.device_requested, self.tensorflow, self.isolation = device, tensorflow, isolation
+        self.display_name = display_name or f"{module}.py"
+        self.on_output = on_output
+        self.process = self.cgroup = self.workdir = None
         self.device = None
         self.names = []
         self._next_check = 0.0
         self._request = 0
+        self._stopped = False
+        self._output = deque(maxlen=400)
+        self._reader = None
 
     # ------------------------------------------------------------ life cycle
     def start(self):
-        self.workdir = tempfile.mkdtemp(prefix="grader-")
-        copy = Path(self.workdir, "submission", f"{self.module}.py")
-        copy.parent.mkdir()
-        shutil.copyfile(self.submission, copy)
-        self.log_path = Path(self.workdir, "output.log")
+        if len(self.source) > self.limits.max_submission_bytes:
+            raise SubmissionError("too_large", f"the file has {len(self.source):,} bytes, more than the "
+                                               f"{self.limits.max_submission_bytes:,} allowed")
         to_child_r, self.to_child = os.pipe()
         self.from_child, from_child_w = os.pipe()
-        config = {"rfd": to_child_r, "wfd": from_child_w, "submission": str(copy),
-                  "module": self.module, "tensorflow": self.tensorflow,
-                  "device": self.device_requested, "threads": self.limits.threads,
-                  "max_file_bytes": 1 << 30}
-        with open(self.log_path, "wb") as log:
+        output_r, output_w = os.pipe()
+        config = {"rfd": to_child_r, "wfd": from_child_w, "module": self.module, "display": self.display_name,
+                  "tensorflow": self.tensorflow, "device": self.device_requested, "threads": self.limits.threads,
+                  "max_file_bytes": self.limits.disk_mb << 20}
+        fds = {}
+        if self.isolation == "bubblewrap":
+            path, reason = bubblewrap()
+            if path is None:
+                raise RuntimeError(reason)
+            fds = {"child": memory_file("child.py", CHILD_SCRIPT.read_bytes()),
+                   "submission": memory_file("submission", self.source),
+                   "passwd": memory_file("passwd", f"sandbox:x:{SANDBOX_UID}:{SANDBOX_UID}::/tmp:/bin/false\n".encode())}
+            config["submission"] = f"{INSIDE}/submission/{self.module}.py"
+            command = [path, *bwrap_arguments(self.module, self.limits, self.device_requested, self.tensorflow, fds),
+                       "--", sys.executable, "-I", "-B", f"{INSIDE}/child.py", json.dumps(config)]
+            cwd, workdir = "/", "/tmp"
+        else:
+            self.workdir = tempfile.mkdtemp(prefix="grader-")
+            copy = Path(self.workdir, "submission", f"{self.module}.py")
+            copy.parent.mkdir()
+            copy.write_bytes(self.source)
+            config["submission"] = str(copy)
+            command = [sys.executable, "-I", "-B", str(CHILD_SCRIPT), json.dumps(config)]
+            cwd = workdir = self.workdir
+        self.cgroup = Cgroup.create(self.limits)
+        if self.cgroup is not None:  # the first process joins the cgroup, then becomes the sandbox
+            command = ["/bin/sh", "-c", 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; '
+                       'shift; exec "$@"', "join", *self.cgroup.join_files, "--", *command]
+        try:
             self.process = subprocess.Popen(
-                [sys.executable, "-I", str(CHILD_SCRIPT), json.dumps(config)],
-                cwd=self.workdir, env=child_environment(self.workdir, self.limits.threads,
-                                                        self.device_requested, self.tensorflow),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                pass_fds=(to_child_r, from_child_w), start_new_session=True)
-        os.close(to_child_r)
-        os.close(from_child_w)
+                command, cwd=cwd, env=child_environment(workdir, self.limits.threads, self.device_requested,
+                                                        self.tensorflow),
+                stdin=subprocess.DEVNULL, stdout=output_w, stderr=output_w,
+                pass_fds=(to_child_r, from_child_w, *fds.values()), start_new_session=True)
+        finally:
+            for fd in (to_child_r, from_child_w, output_w, *fds.values()):
+                os.close(fd)
+        self.usage = Usage(self.process.pid, self.cgroup, self.isolation == "bubblewrap")
+        self._reader = threading.Thread(target=self._read_output, args=(output_r,), daemon=True)
+        self._reader.start()
         start_deadline = time.monotonic() + self.limits.start_time
         header, fields = self._receive(start_deadline, "start-up", self.limits.start_time)
-        if header["op"] != "hello":
+        if header["op"] != "hello" or not isinstance(fields.get("device"), str):
             raise SubmissionError("protocol", "the submission's process did not start properly")
-        self.device = fields["device"]
+        self.device = fields["device"][:100]
         if fields.get("device_error"):
             self.close()
-            raise DeviceUnavailable(fields["device_error"])
+            raise DeviceUnavailable(str(fields["device_error"])[:300])
         header, fields = self._receive(start_deadline, "import", self.limits.start_time)
         if header["op"] == "error":
             self._raise(fields, "import")
-        if header["op"] != "ready":
+        names = fields.get("names")
+        if header["op"] != "ready" or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise SubmissionError("protocol", "unexpected message while importing the submission")
-        self.names = fields["names"]
+        self.names = names
         return self
 
     def close(self):
+        """Kills every process of the sandbox and removes what it leaves (its cgroup, or the
+        working folder when there is no sandbox)."""
         if self.process is not None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            self.kill()
             self.process.wait()
             for fd in (self.to_child, self.from_child):
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            if self._reader is not None:
+                self._reader.join(timeout=5)
             self.process = None
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def kill(self):
+        """Kills the sandbox's processes now (safe from another thread)."""
+        process, cgroup = self.process, self.cgroup
+        if process is not None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if cgroup is not None:
+            cgroup.kill()
 
     def __enter__(self):
         return self.start()
@@ -190,13 +547,28 @@ class Sandbox:
     def alive(self):
         return self.process is not None and self.process.poll() is None
 
+    def _read_output(self, fd):
+        """Keeps the end of what the submission prints and passes each line on."""
+        pending = b""
+        with os.fdopen(fd, "rb", buffering=0) as pipe:
+            while True:
+                try:
+                    chunk = pipe.read(65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()[-4096:]
+                for line in lines:
+                    text = line[:1000].decode(errors="replace").rstrip()
+                    self._output.append(text)
+                    if self.on_output is not None and text.strip():
+                        self.on_output(text)
+
     def output_tail(self, lines=15):
         """The end of what the submission printed (for feedback only, never for scoring)."""
-        try:
-            text = self.log_path.read_bytes()[-20000:].decode(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join(list(self._output)[-lines:])
 
     # ------------------------------------------------------------ questions
     def call(self, target, *args, timeout=None, phase=None, services=(), **kwargs):
@@ -220,8 +592,10 @@ class Sandbox:
         arrays = []
         payload = {k: wire.encode(_wire_value(v), arrays) for k, v in fields.items()}
         self._request += 1
+        self._stopped = False
+        message = dict(payload, op=op, target=wire_target, id=self._request)
         try:
-            wire.send(self.to_child, dict(payload, op=op, target=wire_target, id=self._request), arrays)
+            wire.send(self.to_child, message, arrays)
         except (BrokenPipeError, OSError):
             raise self._death(label) from None
         services = {s.name: s for s in services}
@@ -230,7 +604,7 @@ class Sandbox:
         while True:
             header, fields = self._receive(deadline, label, limit)
             if header.get("id") != self._request:
-                self._kill()
+                self.kill()
                 raise SubmissionError("protocol", f"an answer out of turn during {label} "
                                                   "(the submission wrote to the grader's channel?)")
             if header["op"] == "result":
@@ -240,18 +614,34 @@ class Sandbox:
             if header["op"] == "service":
                 self._serve(services, fields, label)
                 continue
-            raise SubmissionError("protocol", f"unexpected message {header['op']!r} during {label}")
+            self.kill()
+            raise SubmissionError("protocol", f"unexpected message {header['op'][:40]!r} during {label}")
 
     def _serve(self, services, fields, label):
-        service = services.get(fields.get("name"))
-        method = service.methods.get(fields.get("method")) if service else None
+        name, method_name, args = fields.get("name"), fields.get("method"), fields.get("args", [])
+        service = services.get(name) if isinstance(name, str) else None
+        method = service.methods.get(method_name) if service and isinstance(method_name, str) else None
         if method is None:
+            self.kill()
             raise SubmissionError("protocol", f"the submission called an unknown service during {label}")
+        if not isinstance(args, list):
+            self.kill()
+            raise SubmissionError("protocol", f"malformed call of {name}.{method_name} during {label}")
         try:
-            value = method(*fields.get("args", []))
+            inspect.signature(method).bind(*args)
+        except TypeError as error:
+            self.kill()
+            raise SubmissionError("invalid", f"{name}.{method_name} called with the wrong arguments during "
+                                             f"{label}: {error}") from None
+        try:
+            value = method(*args)
             op, reply = "service_result", {"value": value}
         except Service.Stop as stop:
+            self._stopped = True
             op, reply = "service_stop", {"message": str(stop)}
+        except SubmissionError:
+            self.kill()
+            raise
         arrays = []
         reply = {k: wire.encode(v, arrays) for k, v in reply.items()}
         try:
@@ -260,12 +650,15 @@ class Sandbox:
             raise self._death(label) from None
 
     def _raise(self, fields, label):
-        kind = fields.get("kind", "exception")
+        kind = fields.get("kind")
         message = str(fields.get("message", ""))[:500]
+        if kind not in CHILD_KINDS or (kind == "stopped" and not self._stopped):
+            self.kill()
+            raise SubmissionError("protocol", f"a malformed error report during {label}")
         if kind == "exception":
             message = f"raised {message} during {label}"
         elif kind == "syntax":
-            message = f"{message} in the submission"
+            message = f"{message} in {self.display_name}"
         raise SubmissionError(kind, message, str(fields.get("traceback", ""))[-4000:])
 
     # ------------------------------------------------------------ waiting and limits
@@ -276,7 +669,7 @@ class Sandbox:
                 self._check_limits(label)
                 self._next_check = now + 0.1
             if now >= deadline:
-                self._kill()
+                self.kill()
                 raise SubmissionError("timeout", f"timed out after {limit:.0f} s during {label}")
             ready, _, _ = select.select([self.from_child], [], [], min(POLL_SECONDS, deadline - now))
             if ready:
@@ -286,53 +679,64 @@ class Sandbox:
         except EOFError:
             raise self._death(label) from None
         except wire.ProtocolError as error:
-            self._kill()
+            self.kill()
             raise SubmissionError("protocol", f"malformed answer during {label}: {error}") from None
 
     def _read_message(self):
         header, arrays = wire.receive(self.from_child, max_bytes=self.limits.max_message_bytes)
         if not isinstance(header.get("op"), str):
             raise wire.ProtocolError("message without an operation")
-        return header, wire.decode({k: v for k, v in header.items() if k not in ("op", "id")}, arrays,
-                                   resolve=lambda kind, n: Handle(int(n)) if kind == "$handle"
-                                   else _refuse(kind))
+        fields = {k: v for k, v in header.items() if k not in ("op", "id")}
+        return header, wire.decode(fields, arrays, resolve=_resolve)
 
     def _check_limits(self, label):
         if self.process is None:
             return
-        rss, threads = process_group_usage(self.process.pid)
-        if rss > self.limits.memory_mb * 2**20:
-            self._kill()
+        memory, processes, threads = self.usage.measure()
+        if memory > self.limits.memory_mb * 2**20:
+            self.kill()
             raise SubmissionError("memory", f"exceeded {format_mb(self.limits.memory_mb)} of memory "
-                                            f"during {label} ({format_mb(rss / 2**20)} resident)")
+                                            f"during {label} ({format_mb(memory / 2**20)} in use)")
         if threads > self.limits.max_threads:
-            self._kill()
+            self.kill()
             raise SubmissionError("threads", f"started {threads} threads during {label} "
                                              f"(limit {self.limits.max_threads})")
+        if processes > self.limits.max_processes:
+            self.kill()
+            raise SubmissionError("processes", f"started {processes} processes during {label} "
+                                               f"(limit {self.limits.max_processes})")
 
     def _death(self, label):
         """The child's process ended without answering: say how."""
         try:
             status = self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            self._kill()
+            self.kill()
             status = self.process.wait()
-        self._kill()
-        if status < 0:
-            name = signal.Signals(-status).name
+        self.kill()
+        if self.cgroup is not None and self.cgroup.oom_killed():
+            return SubmissionError("memory", f"exceeded {format_mb(self.limits.memory_mb)} of memory during "
+                                             f"{label} (killed by the kernel)")
+        if self.cgroup is not None and self.cgroup.tasks_refused():
+            return SubmissionError("threads", f"died during {label} after reaching the limit of "
+                                              f"{self.limits.max_threads} processes and threads")
+        if status == 125 and self.cgroup is not None and label == "start-up":
+            raise RuntimeError("could not put the sandbox into its cgroup")
+        if status < 0 or status > 128:  # bubblewrap reports its child's death by a signal as 128 + signal
+            number = -status if status < 0 else status - 128
+            try:
+                name = signal.Signals(number).name
+            except ValueError:
+                name = f"signal {number}"
             reason = "killed by the kernel's out-of-memory killer?" if name == "SIGKILL" else "crashed"
             return SubmissionError("crash", f"the submission's process died with {name} during {label} ({reason})")
         return SubmissionError("exit", f"the submission's process exited with status {status} "
                                        f"during {label} instead of answering")
 
-    def _kill(self):
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, AttributeError):
-            pass
 
-
-def _refuse(kind):
+def _resolve(kind, payload):
+    if kind == "$handle" and isinstance(payload, int) and not isinstance(payload, bool) and payload > 0:
+        return Handle(payload)
     raise wire.ProtocolError(f"the submission may not send {kind}")
 
 

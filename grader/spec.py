@@ -44,6 +44,8 @@ class Check:
     points: float = 1.0
     visibility: str = "visible"  # or "hidden": shown to instructors only (Gradescope, JUnit)
     description: str = ""
+    functions: tuple = ()        # the student's functions this check is about, e.g. ("Agent.update",):
+                                 # an unfinished TODO elsewhere is reported as what the check needs
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def grade_text(submission, text, *args):
      "SyntaxError: expected ':' (line"),
     ("exception", ("actions = np.argmax(self.estimates, axis=1)",
                    "actions = np.argmax(self.estimates, axis=1); raise ValueError('oops')"), [],
-     "raised ValueError: oops (line 69, in select_actions) during select_actions"),
+     "raised ValueError: oops (line "),
     ("infinite loop", ("actions = np.argmax(self.estimates, axis=1)", "while True: pass"),
      ["--call-time-limit", "2"], "timed out after 2 s during select_actions"),
     ("infinite loop at import", ("import numpy as np\n", "import numpy as np\nwhile True: pass\n"), [],
