@@ -657,6 +657,8 @@ class Sandbox:
             raise SubmissionError("protocol", f"a malformed error report during {label}")
         if kind == "exception":
             message = f"raised {message} during {label}"
+            if self.cgroup is not None and self.cgroup.tasks_refused():
+                message += f" (it reached the limit of {self.limits.max_threads} processes and threads)"
         elif kind == "syntax":
             message = f"{message} in {self.display_name}"
         raise SubmissionError(kind, message, str(fields.get("traceback", ""))[-4000:])

@@ -90,3 +90,66 @@ def test_child_environment_hides_gpus_for_cpu_and_non_tensorflow(monkeypatch):
     assert child_environment("/tmp/w", 1, "gpu", tensorflow=True)["CUDA_VISIBLE_DEVICES"] == "1"
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert "CUDA_VISIBLE_DEVICES" not in child_environment("/tmp/w", 1, "auto", tensorflow=True)
+
+
+def test_tuples_and_dicts_with_any_keys_arrive_as_they_left():
+    """gymnasium's FrozenLake model P[s][a] = [(p, s', r, done), ...] crosses as it is."""
+    value = {0: {1: [(1.0, 4, 0.0, False)], 2: [(0.5, 3, 1.0, True)]}, "name": ("a", (1, 2)), (1, "x"): None}
+    arrays = []
+    header, received = roundtrip({"op": "result", "value": wire.encode(value, arrays)}, arrays)
+    assert wire.decode(header["value"], received) == value
+    assert isinstance(wire.decode(header["value"], received)[0][1][0], tuple)
+
+
+def test_big_nested_payloads_from_the_parent_and_the_limit_on_the_sending_side():
+    big = {s: {a: [(0.25, s, 0.0, False)] * 3 for a in range(4)} for s in range(3600)}  # a 60x60 map
+    arrays = []
+    r, w = os.pipe()
+    reader = __import__("threading").Thread(target=lambda: out.append(
+        wire.receive(r, max_header=wire.MAX_PARENT_HEADER_BYTES)), daemon=True)
+    out = []
+    reader.start()
+    wire.send(w, {"op": "call", "value": wire.encode(big, arrays)}, arrays)
+    reader.join(10)
+    os.close(w), os.close(r)
+    assert wire.decode(out[0][0]["value"], out[0][1]) == big
+    with pytest.raises(wire.PayloadTooLarge, match="receiver takes at most"):  # the parent knows before sending
+        wire.send(w, {"op": "call", "value": wire.encode(big, [])}, max_header=1000)
+
+
+@pytest.mark.parametrize("blob, match", [
+    (b'{"op": "result", "value": ' + b"[" * 100000 + b"]" * 100000 + b', "arrays": []}', "malformed"),
+    (b'{"op": "result", "arrays": [{"dtype": "float64", "shape": [4294967296, 4294967296, 4294967296]}]}',
+     "exceeds the limit"),
+    (b'{"op": "result", "arrays": [{"dtype": "float64", "shape": [2, 1099511627776]}]}', "array of dtype"),
+    (b'{"op": "result", "arrays": [{"dtype": "float64", "shape": [1099511627775, 1099511627775]}]}',
+     "exceeds the limit"),
+    (b'{"op": "result", "arrays": [{"dtype": "float64", "shape": "12"}]}', "malformed array"),
+    (b'{"op": "result", "arrays": [{"dtype": "float64", "shape": [true]}]}', "array of dtype"),
+    (b'[1, 2]', "malformed message header"),
+])
+def test_hostile_headers_are_protocol_errors(blob, match):
+    r, w = os.pipe()
+    os.write(w, len(blob).to_bytes(4, "big"))
+    writer = __import__("threading").Thread(target=lambda: (os.write(w, blob), os.close(w)), daemon=True)
+    writer.start()
+    with pytest.raises(wire.ProtocolError, match=match):
+        wire.receive(r, max_bytes=1 << 28)
+    writer.join(5)
+    os.close(r)
+
+
+@pytest.mark.parametrize("data", [
+    [[[[0]]]] * 1,
+    {"$dict": [[[1, 2], 3]]},          # a list cannot be a key
+    {"$tuple": 5},
+    {"$array": True},
+    {"$bogus": 1, "x": 2},
+])
+def test_decoding_refuses_what_encode_cannot_produce(data):
+    nested = data
+    if data == [[[[0]]]]:
+        for _ in range(wire.MAX_DEPTH + 5):
+            nested = [nested]
+    with pytest.raises(wire.ProtocolError):
+        wire.decode(nested, [])

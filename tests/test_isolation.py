@@ -1,0 +1,139 @@
+"""The isolation machinery itself (grader/sandbox.py): what the sandbox binds, the GPU nodes it
+adds, and limits that hold over every process of the sandbox, with or without a cgroup.
+(Hostile submissions graded end to end are in test_sandbox.py.)"""
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from grader import sandbox as sb
+from grader.spec import Limits
+
+
+def test_bubblewrap_is_there():
+    """CI installs bubblewrap (./run): the sandbox tests run there, never skipped."""
+    path, reason = sb.bubblewrap()
+    assert path is not None, reason
+
+
+def arguments(device="cpu", tensorflow=True):
+    return sb.bwrap_arguments("bandits", Limits(), device, tensorflow, {"child": 5, "submission": 6, "passwd": 7})
+
+
+def test_the_sandbox_sees_only_python_read_only():
+    args = arguments()
+    for flag in ("--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session"):
+        assert flag in args
+    assert args[args.index("--uid") + 1] == "65534"
+    binds = [args[i + 1] for i, a in enumerate(args) if a in ("--bind", "--dev-bind", "--ro-bind")]
+    assert "--bind" not in args  # nothing of the host is writable
+    for source in binds:
+        path = Path(source).resolve()
+        assert not path.is_relative_to(REPO) or path.is_relative_to(Path(sys.prefix).resolve()), source
+        assert not path.is_relative_to(Path.home()) or path.is_relative_to(Path(sys.base_prefix).resolve()), source
+    masked = [args[i + 1] for i, a in enumerate(args) if a == "--tmpfs"]
+    import datasets
+    for folder in datasets.data_folders():
+        if folder.is_dir() and any(folder.resolve().is_relative_to(Path(b).resolve()) for b in binds):
+            assert str(folder) in masked, f"{folder} holds data and is visible"
+    assert args[args.index("--size") + 1] == str(Limits().disk_mb << 20)
+
+
+def test_gpu_nodes_are_bound_only_for_a_gpu(tmp_path, monkeypatch):
+    for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "null", "nvidia-foo"):
+        (tmp_path / name).touch()
+    (tmp_path / "nvidia-caps").mkdir()
+    args = sb.gpu_binds(str(tmp_path))
+    bound = [args[i + 1] for i, a in enumerate(args) if a == "--dev-bind"]
+    assert sorted(Path(p).name for p in bound) == ["nvidia-caps", "nvidia-uvm", "nvidia-uvm-tools", "nvidia0",
+                                                   "nvidia1", "nvidiactl"]
+    assert args[args.index("--dev-bind") + 2].startswith("/dev/nvidia")
+    assert sb.gpu_binds(str(tmp_path / "nvidia-caps")) == []  # no nodes: nothing bound, not even /sys
+    monkeypatch.setattr(sb, "gpu_binds", lambda dev="/dev": ["--dev-bind", "/dev/nvidia0", "/dev/nvidia0"])
+    assert "/dev/nvidia0" in arguments("gpu") and "/dev/nvidia0" in arguments("auto")
+    assert "/dev/nvidia0" not in arguments("cpu") and "/dev/nvidia0" not in arguments("gpu", tensorflow=False)
+
+
+HOG = """
+import os, time
+def hog(megabytes, detach):
+    if os.fork() == 0:
+        if detach:
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+        block = bytearray(megabytes << 20)
+        for i in range(0, len(block), 4096):
+            block[i] = 1
+        time.sleep(600)
+        os._exit(0)
+    time.sleep(30)
+def bomb(n):
+    for _ in range(n):
+        if os.fork() == 0:
+            os.setsid()
+            time.sleep(600)
+            os._exit(0)
+    time.sleep(30)
+def marker():
+    return os.getpid()
+"""
+
+
+@pytest.fixture(params=["cgroup", "namespace"])
+def limits_by(request, monkeypatch):
+    if request.param == "namespace":
+        monkeypatch.setattr(sb.Cgroup, "create", classmethod(lambda cls, limits: None))
+    elif sb.Cgroup.create(Limits()) is None:
+        pytest.skip("no cgroup can be created here: the limits are held by scanning the PID namespace")
+    return request.param
+
+
+def sandbox(**limits):
+    return sb.Sandbox(HOG.encode(), "hog", Limits(time=20, start_time=30, **limits))
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_memory_of_every_process_in_the_sandbox_counts(limits_by, detach):
+    with sandbox(memory_mb=200) as box:
+        with pytest.raises(sb.SubmissionError) as failure:
+            box.call("hog", 400, detach)
+        assert failure.value.kind == "memory", failure.value.message
+        assert "200 MiB" in failure.value.message
+
+
+def test_a_fork_bomb_is_stopped(limits_by):
+    with sandbox(max_processes=20, max_threads=40) as box:
+        with pytest.raises(sb.SubmissionError) as failure:
+            box.call("bomb", 200)
+        assert failure.value.kind in ("processes", "threads", "exception"), failure.value.message
+
+
+def test_nothing_is_left_after_closing(limits_by):
+    box = sandbox().start()
+    cgroup = box.cgroup
+    outer = box.process.pid
+    with pytest.raises(sb.SubmissionError):
+        box.call("bomb", 5, timeout=2)  # five detached sleepers, then a time-out
+    namespace = box.usage.namespace
+    assert namespace is not None
+    box.close()
+    assert outer not in sb.process_table()
+    deadline = time.monotonic() + 10  # killed processes may stay zombies for a moment, holding nothing
+    while time.monotonic() < deadline and any(row[5] == namespace for row in sb.process_table().values()):
+        time.sleep(0.1)
+    assert not any(row[5] == namespace for row in sb.process_table().values())
+    if cgroup is not None:
+        assert not any(folder.exists() for folder in cgroup.folders)
+
+
+def test_without_bubblewrap_the_child_still_runs_and_is_cleaned_up(tmp_path):
+    box = sb.Sandbox(HOG.encode(), "hog", Limits(time=20, start_time=30), isolation="none").start()
+    workdir = box.workdir
+    assert box.call("marker") > 0 and Path(workdir).is_dir()
+    box.close()
+    assert not Path(workdir).exists()
