@@ -20,6 +20,7 @@ from .assignments import all_assignments
 from .batch import (EXIT_BUG, EXIT_FAILED, EXIT_PASSED, EXIT_USAGE, Settings, UsageError, discover,
                     exit_status, grade_all, merge_reports, parse_shard, shard)
 from .report import VERDICTS, one_line, render, render_class
+from .runner import SCHEMA_VERSION
 from .sandbox import DeviceUnavailable, bubblewrap
 
 EXIT_INTERRUPTED = 130
@@ -186,7 +187,7 @@ def finish(reports, args, out, *, single=False, table=True):
     if table and not args.quiet:
         print(render_class(reports) + (f"; reports in {out}/" if out is not None else ""))
     if args.json:
-        data = reports[0] if single and reports else {"schema_version": 1, "reports": reports}
+        data = reports[0] if single and reports else {"schema_version": SCHEMA_VERSION, "reports": reports}
         formats.write_text(args.json, json.dumps(data, indent=2) + "\n")
     if args.gradescope:
         formats.write_text(args.gradescope, json.dumps(formats.gradescope(reports), indent=2) + "\n")
