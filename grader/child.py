@@ -249,10 +249,14 @@ def describe_exception(error, submission_file):
 def traceback_text(error, config):
     """The traceback for the student: the submission's path shown as its own file name; for a
     syntax error only the offending line with its caret."""
+    frames = traceback.extract_tb(error.__traceback__)
     if isinstance(error, SyntaxError) and error.filename == config["submission"]:
-        text = "".join(traceback.format_exception_only(type(error), error))
-    else:
-        text = traceback.format_exc(limit=-8)
+        frames = []
+    else:  # from the submission's first frame on: the grader's own frames are not the student's business
+        first = next((i for i, f in enumerate(frames) if f.filename == config["submission"]), 0)
+        frames = frames[first:][-8:]
+    text = ("Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)) if frames else "")
+    text += "".join(traceback.format_exception_only(type(error), error))
     return text.replace(config["submission"], config.get("display", config["submission"]))
 
 

@@ -33,46 +33,39 @@ def positive(text):
     return int(text)
 
 
-def add_output_options(p):
-    g = p.add_argument_group("outputs")
-    g.add_argument("--json", metavar="PATH", help="write the machine-readable report(s) here")
+def add_format_options(g):
     g.add_argument("--gradescope", metavar="PATH", help="write Gradescope's results.json here")
     g.add_argument("--junit", metavar="PATH", help="write JUnit XML here, for CI test reports")
     g.add_argument("--html", metavar="PATH", help="write an HTML page: the table of students and the plots")
-    g.add_argument("--quiet", action="store_true", help="print one line per submission")
 
 
 def parser(assignments):
     listing = "\n".join(f"  {name:20s} {a.title}" for name, a in assignments.items())
     p = argparse.ArgumentParser(
         prog="python -m grader", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Grade submissions in an isolated child process against the assignment's checks.\n\n"
-                    "A folder is a class: DIR/STUDENT/.../NAME.py (the NAME.py files directly in DIR are the\n"
-                    "work of one student, named after DIR). Its results go to OUT/STUDENT/NAME.json as each one finishes, and a table of\n"
-                    "students by assignment to OUT/summary.csv and the terminal.",
+        usage="python -m grader SUBMISSION.py [options]   (or a folder: a class, see below)",
+        description="Runs your file in a sandboxed child process and measures it with the grader's own\n"
+                    "environments, data and seeds; every check says what it found and, on failure, the likely bug.\n"
+                    "  python -m grader assignments/bandits.py\n"
+                    "  python -m grader assignments/vae.py --check loss --plots plots/",
         epilog=f"assignments (recognised from the file name NAME.py):\n{listing}\n\n"
-               "python -m grader merge REPORTS_DIR... combines the outputs of several runs, e.g. the shards\n"
-               "of a CI matrix (see python -m grader merge --help).\n\n"
+               "A folder is a class: DIR/STUDENT/.../NAME.py (the NAME.py files directly in DIR are the work of\n"
+               "one student, named after DIR); results go to OUT/STUDENT/NAME.json as each one finishes and a\n"
+               "table of students by assignment to OUT/summary.csv and the terminal. python -m grader merge\n"
+               "REPORTS_DIR... combines the outputs of several runs (see python -m grader merge --help).\n\n"
                "exit status: 0 all checks passed, 1 a submission failed, 2 usage error, 3 grader error,\n"
                "130 interrupted")
-    p.add_argument("paths", nargs="+", metavar="SUBMISSION", help="a submission file, or a folder of students' submissions")
+    p.add_argument("paths", nargs="+", metavar="SUBMISSION", help="your file (NAME.py), or a folder of students' files")
+    p.add_argument("--check", action="append", metavar="TEXT",
+                   help="run only the checks whose name contains TEXT (repeatable), e.g. --check loss")
+    p.add_argument("--plots", metavar="DIR", help="save plots (reward curves, learning curves, samples) here; "
+                                                  "for a class in DIR/STUDENT/")
     p.add_argument("--assignment", choices=sorted(assignments), help="grade as this assignment (default: from the file name)")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu",
                    help="cpu hides all GPUs; gpu requires one; auto uses one when present (default: cpu)")
-    p.add_argument("--seed", type=int, default=42, help="the grader's random seed (default: 42)")
-    p.add_argument("--time-limit", type=float, metavar="S", help="seconds for each training run")
-    p.add_argument("--call-time-limit", type=float, metavar="S", help="seconds for each other question")
-    p.add_argument("--memory-limit", type=int, metavar="MB", help="resident memory of the submission, in MiB")
-    p.add_argument("--threads", type=int, metavar="N", help="compute threads for the submission")
-    p.add_argument("--plots", metavar="DIR", help="save plots (reward curves, learning curves, samples) here; "
-                                                  "for a class in DIR/STUDENT/")
-    p.add_argument("--check", action="append", metavar="TEXT",
-                   help="run only the checks whose name contains TEXT (repeatable), e.g. --check loss")
-    p.add_argument("--no-sandbox", action="store_true",
-                   help="run submissions without the bubblewrap sandbox (a plain child process): only for "
-                        "machines without bubblewrap; needed to grade a class there")
-    add_output_options(p)
-    g = p.add_argument_group("grading a class")
+    p.add_argument("--json", metavar="PATH", help="write the machine-readable report(s) here")
+    p.add_argument("--quiet", action="store_true", help="print one line per submission")
+    g = p.add_argument_group("for instructors: grading a class, limits, other formats")
     g.add_argument("--jobs", type=positive, default=1, metavar="N", help="grade N submissions at a time (default: 1)")
     g.add_argument("--out", metavar="DIR", help=f"one JSON report per submission and summary.csv here "
                                                 f"(default for a folder: {DEFAULT_OUT}/)")
@@ -81,6 +74,15 @@ def parser(assignments):
     g.add_argument("--shard", type=parse_shard, metavar="K/N",
                    help="grade only the K-th of N parts (round-robin over the submissions sorted by assignment "
                         "and student), for spreading a class over machines; then combine with merge")
+    add_format_options(g)
+    g.add_argument("--seed", type=int, default=42, help="the grader's random seed (default: 42)")
+    g.add_argument("--time-limit", type=float, metavar="S", help="seconds for each training run")
+    g.add_argument("--call-time-limit", type=float, metavar="S", help="seconds for each other question")
+    g.add_argument("--memory-limit", type=int, metavar="MB", help="memory of the submission's processes, in MiB")
+    g.add_argument("--threads", type=int, metavar="N", help="compute threads for the submission")
+    g.add_argument("--no-sandbox", action="store_true",
+                   help="run submissions without the bubblewrap sandbox (a plain child process): only for "
+                        "machines without bubblewrap; needed to grade several submissions there")
     return p
 
 
@@ -92,7 +94,9 @@ def merge_parser():
     p.add_argument("folders", nargs="+", metavar="REPORTS_DIR", help="output folders (--out) of earlier runs")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help=f"where the combined reports and summary.csv go (default: {DEFAULT_OUT}/)")
-    add_output_options(p)
+    p.add_argument("--json", metavar="PATH", help="write the machine-readable reports here")
+    p.add_argument("--quiet", action="store_true", help="print one line per report")
+    add_format_options(p)
     return p
 
 

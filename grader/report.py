@@ -28,6 +28,10 @@ def render(report):
         out.append(f"error: {report['error']}")
         if report.get("error_details") and report.get("error_kind") in ("syntax", "import", "exception", "todo"):
             out += ["    " + line for line in report["error_details"].rstrip().splitlines()[-12:]]
+    if report["error"] and report["checks"] and all(c["message"].startswith("not run") for c in report["checks"]):
+        out.append(f"not run ({len(report['checks'])} checks): " + "; ".join(c["name"] for c in report["checks"]))
+        out.append(f"FAILED: {report['score']:g}/{report['max_score']:g} points")
+        return "\n".join(out)
     rows = [("PASS" if c["passed"] else "FAIL", c["name"], _value(c["value"]), c["threshold"] or "",
              f"{c['score']:g}/{c['max_score']:g}") for c in report["checks"]]
     table = _table(("", "check", "value", "threshold", "points"), rows)
@@ -38,6 +42,9 @@ def render(report):
             out += textwrap.wrap(check["message"], width - 6, initial_indent="      ", subsequent_indent="      ")
     if report["todos"]:
         out.append("unfinished TODOs: " + ", ".join(report["todos"]))
+    plots = list(dict.fromkeys(c["details"]["plot"] for c in report["checks"] if c["details"].get("plot")))
+    if plots:
+        out.append("plots written: " + ", ".join(plots))
     verdict = "PASSED" if report["passed"] else "FAILED"
     out.append(f"{verdict}: {report['score']:g}/{report['max_score']:g} points")
     return "\n".join(out)

@@ -86,7 +86,7 @@ class Context:
     def progress(self, message):
         """Shows how a long check is going (e.g. episodes handed out, epochs); never scored."""
         if self._progress is not None:
-            self._progress(message)
+            self._progress(f"  {message}")
 
     def _relay(self, line):
         """The submission's printed lines, shown as its own (at most 5 a second)."""
@@ -105,7 +105,7 @@ class Context:
         if self._sandbox is None or not self._sandbox.alive:
             self.close()
             self._sandbox = Sandbox(self.source, self.assignment.name, self.limits, self.device_requested,
-                                    self.assignment.tensorflow, self.isolation, display_name=self.submission.name,
+                                    self.assignment.tensorflow, self.isolation, display_name=str(self.submission),
                                     on_output=self._relay if self._progress else None)
             try:
                 self._sandbox.start()
