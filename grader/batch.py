@@ -40,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from . import secret
+from .report import Report
 from .runner import Cancel, Cancelled, GraderBug, grade, problem_report
 from .sandbox import DeviceUnavailable
 
@@ -192,6 +193,7 @@ def report_path(out, student, assignment):
 
 def write_json(path, data):
     """Writes atomically: readers (and a killed batch) see the old file or the new one, whole."""
+    data = data.to_dict() if isinstance(data, Report) else data
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -202,28 +204,39 @@ def write_json(path, data):
     os.replace(tmp, path)
 
 
-def signed(report):
-    """The report with its `signature`: a keyed digest of everything else in it."""
-    report = {k: v for k, v in report.items() if k != "signature"}
-    return dict(report, signature=secret.sign(report))
+def unsigned(report):
+    return {k: v for k, v in report.to_dict().items() if k != "signature"}
+
+
+def sign(report):
+    """Gives the report its `signature`: a keyed digest of everything else in it."""
+    report.signature = secret.sign(unsigned(report))
+    return report
+
+
+def read_report(path):
+    """The report stored at `path`; ValueError (or OSError) if there is none."""
+    try:
+        return Report.from_dict(json.loads(Path(path).read_text()))
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def reusable(path, sha256, options):
     """The stored report at `path` if this grader wrote it (its signature verifies) from the same
     content with the same options."""
     try:
-        old = json.loads(Path(path).read_text())
-    except (OSError, ValueError, RecursionError):
+        old = read_report(path)
+    except (OSError, ValueError):
         return None
-    if (isinstance(old, dict) and old.get("status") in ("passed", "failed") and sha256 is not None
-            and old.get("sha256") == sha256 and old.get("options") == options
-            and secret.verify({k: v for k, v in old.items() if k != "signature"}, old.get("signature"))):
+    if (old.status in ("passed", "failed") and sha256 is not None and old.sha256 == sha256
+            and old.options == options and secret.verify(unsigned(old), old.signature)):
         return old
     return None
 
 
 def _same_result(a, b):
-    return all(a.get(k) == b.get(k) for k in ("sha256", "options", "status", "score", "error"))
+    return all(getattr(a, k) == getattr(b, k) for k in ("sha256", "options", "status", "score", "error"))
 
 
 def merge_reports(folders, out):
@@ -237,12 +250,14 @@ def merge_reports(folders, out):
             raise UsageError(f"no such folder: {folder}")
         for path in sorted(folder.glob("*/*.json")):
             try:
-                report = json.loads(path.read_text())
-            except (OSError, ValueError) as error:
+                report = read_report(path)
+            except OSError as error:
                 raise UsageError(f"unreadable report {path}: {error}") from None
-            if not (isinstance(report, dict) and "schema_version" in report and "student" in report):
+            except ValueError:
+                continue  # not a report (e.g. another tool's JSON)
+            if report.student is None:
                 continue
-            key = (report.get("assignment") or "", report["student"])
+            key = (report.assignment or "", report.student)
             if key in found and not _same_result(found[key][1], report):
                 conflicts.append(f"{found[key][0]} and {path}")
             found.setdefault(key, (path, report))
@@ -251,28 +266,28 @@ def merge_reports(folders, out):
     if not found:
         raise UsageError("no reports found in " + ", ".join(map(str, folders)))
     for path, report in found.values():
-        target = report_path(out, report["student"], report["assignment"])
-        for check in report["checks"]:
-            plot = check["details"].get("plot")
+        target = report_path(out, report.student, report.assignment)
+        for check in report.checks:
+            plot = check.details.get("plot")
             source = next((p for p in (Path(plot), path.parent / Path(plot).name) if p.is_file()), None) if plot else None
             if source is not None:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if source.resolve() != (target.parent / source.name).resolve():
                     shutil.copyfile(source, target.parent / source.name)
-                check["details"]["plot"] = str(target.parent / source.name)
+                check.details["plot"] = str(target.parent / source.name)
         write_json(target, report)
     return in_order(report for _, report in found.values())
 
 
 def in_order(reports):
     """Reports sorted by student, then assignment: the order of every output."""
-    return sorted(reports, key=lambda r: (r["student"], r["assignment"] or ""))
+    return sorted(reports, key=lambda r: (r.student, r.assignment or ""))
 
 
 def exit_status(reports):
-    if any(r["status"] == "error" for r in reports):
+    if any(r.status == "error" for r in reports):
         return EXIT_BUG
-    return EXIT_PASSED if all(r["passed"] for r in reports) else EXIT_FAILED
+    return EXIT_PASSED if all(r.passed for r in reports) else EXIT_FAILED
 
 
 # ------------------------------------------------------------------ grading
@@ -309,8 +324,9 @@ def grade_one(item, configured, settings, cancel, on_check=None):
             detail = str(bug) if isinstance(bug, GraderBug) else f"{type(bug).__name__}: {bug}\n{traceback.format_exc()}"
             report = problem_report(assignment, item.path, "grader", f"grader error (not the submission's fault) "
                                     f"while grading {item.path}:\n{detail}", status="error")
-        report["options"] = options
-    report = signed({"student": item.student, **report})
+        report.options = options
+    report.student = item.student
+    sign(report)
     if path:
         write_json(path, report)
     return report, False

@@ -19,8 +19,7 @@ from . import formats
 from .assignments import all_assignments
 from .batch import (EXIT_BUG, EXIT_FAILED, EXIT_PASSED, EXIT_USAGE, Settings, UsageError, discover,
                     exit_status, grade_all, merge_reports, parse_shard, shard)
-from .report import VERDICTS, one_line, render, render_class
-from .runner import SCHEMA_VERSION
+from .report import SCHEMA_VERSION, VERDICTS, one_line, render, render_class
 from .sandbox import DeviceUnavailable, bubblewrap
 
 EXIT_INTERRUPTED = 130
@@ -123,14 +122,14 @@ class Display:
     def result(self, report, reused):
         self.done += 1
         self.reused += reused
-        self.counts[report["status"]] += 1
-        if report["status"] == "error":
+        self.counts[report.status] += 1
+        if report.status == "error":
             self.clear()
-            print(report["error"], file=self.stream, flush=True)
+            print(report.error, file=self.stream, flush=True)
         if self.quiet:
             print(one_line(report) + (" (reused)" if reused else ""), flush=True)
         elif not self.batch:
-            if report["status"] != "error":
+            if report.status != "error":
                 print(render(report) + "\n", flush=True)
         elif self.tty:
             self._bar()
@@ -191,7 +190,8 @@ def finish(reports, args, out, *, single=False, table=True):
     if table and not args.quiet:
         print(render_class(reports) + (f"; reports in {out}/" if out is not None else ""))
     if args.json:
-        data = reports[0] if single and reports else {"schema_version": SCHEMA_VERSION, "reports": reports}
+        data = (reports[0].to_dict() if single and reports else
+                {"schema_version": SCHEMA_VERSION, "reports": [r.to_dict() for r in reports]})
         formats.write_text(args.json, json.dumps(data, indent=2) + "\n")
     if args.gradescope:
         formats.write_text(args.gradescope, json.dumps(formats.gradescope(reports), indent=2) + "\n")

@@ -49,7 +49,7 @@ def summary_csv(reports):
         cells = []
         for a in assignments:
             report = row["cells"].get(a)
-            cells += [_number(report["score"]) if report else "", report["status"] if report else "missing"]
+            cells += [_number(report.score) if report else "", report.status if report else "missing"]
         writer.writerow([row["student"], *cells, _number(row["total"]), _number(row["max_total"]),
                          "; ".join(row["problems"])])
     return out.getvalue()
@@ -57,11 +57,11 @@ def summary_csv(reports):
 
 # ------------------------------------------------------------------ Gradescope
 def _check_output(check):
-    lines = [check["message"]]
-    if check["value"] is not None or check["threshold"]:
-        lines.append(f"measured: {check['value']}   required: {check['threshold'] or '-'}")
-    if check["details"].get("traceback"):
-        lines.append(check["details"]["traceback"])
+    lines = [check.message]
+    if check.value is not None or check.threshold:
+        lines.append(f"measured: {check.value}   required: {check.threshold or '-'}")
+    if check.details.get("traceback"):
+        lines.append(check.details["traceback"])
     return "\n".join(line for line in lines if line)
 
 
@@ -70,29 +70,29 @@ def gradescope(reports):
     several = len({student_of(r) for r in reports}) > 1
     tests, output = [], []
     for r in reports:
-        label = (f"{student_of(r)} / " if several else "") + (r["assignment"] or "submission")
-        output.append(f"{label}: {r['score']:g}/{r['max_score']:g} points, {r['status']}"
-                      + (f" - {first_problem(r)}" if r["error"] else ""))
-        if r["todos"]:
-            output.append(f"  unfinished TODOs: {', '.join(r['todos'])}")
-        if not r["checks"]:
+        label = (f"{student_of(r)} / " if several else "") + (r.assignment or "submission")
+        output.append(f"{label}: {r.score:g}/{r.max_score:g} points, {r.status}"
+                      + (f" - {first_problem(r)}" if r.error else ""))
+        if r.todos:
+            output.append(f"  unfinished TODOs: {', '.join(r.todos)}")
+        if not r.checks:
             message = first_problem(r)
-            if r["status"] == "error":
+            if r.status == "error":
                 message = "The grader failed on this submission; this is not your fault, the course staff will look into it."
-            tests.append({"name": label, "score": 0, "max_score": r["max_score"], "status": "failed",
+            tests.append({"name": label, "score": 0, "max_score": r.max_score, "status": "failed",
                           "output": message, "visibility": "visible"})
-        for c in r["checks"]:
-            tests.append({"name": f"{label}: {c['name']}", "score": c["score"], "max_score": c["max_score"],
-                          "status": "passed" if c["passed"] else "failed", "output": _check_output(c),
-                          "visibility": c["visibility"] if c["visibility"] in GRADESCOPE_VISIBILITY else "hidden"})
+        for c in r.checks:
+            tests.append({"name": f"{label}: {c.name}", "score": c.score, "max_score": c.max_score,
+                          "status": "passed" if c.passed else "failed", "output": _check_output(c),
+                          "visibility": c.visibility if c.visibility in GRADESCOPE_VISIBILITY else "hidden"})
     return {
         "score": round(sum(t["score"] for t in tests), 4),
-        "execution_time": round(sum(r.get("durations", {}).get("total_s", 0) for r in reports)),
+        "execution_time": round(sum((r.durations or {}).get("total_s", 0) for r in reports)),
         "output": "\n".join(output),
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": tests,
-        "extra_data": {"max_score": sum(r["max_score"] for r in reports)},
+        "extra_data": {"max_score": sum(r.max_score for r in reports)},
     }
 
 
@@ -117,35 +117,35 @@ def junit(reports):
     root = ElementTree.Element("testsuites", name="grader")
     totals = dict(tests=0, failures=0, errors=0, time=0.0)
     for index, r in enumerate(reports):
-        student, assignment = student_of(r), r["assignment"] or "submission"
+        student, assignment = student_of(r), r.assignment or "submission"
         cases = []
-        for c in r["checks"]:
-            case = ElementTree.Element("testcase", name=c["name"], classname=f"{student}.{assignment}",
-                                       time=_seconds(c["duration_s"]))
-            if not c["passed"]:
-                ElementTree.SubElement(case, "failure", message=c["message"][:1000] or "failed",
-                                       type=c["details"].get("kind", "check")).text = _check_output(c)
+        for c in r.checks:
+            case = ElementTree.Element("testcase", name=c.name, classname=f"{student}.{assignment}",
+                                       time=_seconds(c.duration_s))
+            if not c.passed:
+                ElementTree.SubElement(case, "failure", message=c.message[:1000] or "failed",
+                                       type=c.details.get("kind", "check")).text = _check_output(c)
             cases.append(case)
-        if not r["checks"]:
+        if not r.checks:
             case = ElementTree.Element("testcase", name="grading", classname=f"{student}.{assignment}", time="0.000")
-            tag = "error" if r["status"] == "error" else "failure"
-            ElementTree.SubElement(case, tag, message=first_problem(r)[:1000] or r["status"],
-                                   type=r["error_kind"] or r["status"]).text = r["error"] or ""
+            tag = "error" if r.status == "error" else "failure"
+            ElementTree.SubElement(case, tag, message=first_problem(r)[:1000] or r.status,
+                                   type=r.error_kind or r.status).text = r.error or ""
             cases.append(case)
         failures = sum(case.find("failure") is not None for case in cases)
         errors = sum(case.find("error") is not None for case in cases)
-        seconds = r.get("durations", {}).get("total_s", 0)
+        seconds = (r.durations or {}).get("total_s", 0)
         suite = ElementTree.SubElement(root, "testsuite", name=f"{student}/{assignment}", package=student,
                                        id=str(index), tests=str(len(cases)), failures=str(failures),
                                        errors=str(errors), skipped="0", time=_seconds(seconds),
-                                       timestamp=_timestamp(r.get("started_at")), hostname="localhost")
+                                       timestamp=_timestamp(r.started_at), hostname="localhost")
         properties = ElementTree.SubElement(suite, "properties")
         for name in ("score", "max_score", "status", "submission", "sha256", "device", "seed"):
-            if r.get(name) is not None:
-                value = _number(r[name]) if name in ("score", "max_score") else str(r[name])
+            if getattr(r, name) is not None:
+                value = _number(getattr(r, name)) if name in ("score", "max_score") else str(getattr(r, name))
                 ElementTree.SubElement(properties, "property", name=name, value=value)
         suite.extend(cases)
-        ElementTree.SubElement(suite, "system-out").text = "\n".join(f"unfinished TODO: {t}" for t in r["todos"])
+        ElementTree.SubElement(suite, "system-out").text = "\n".join(f"unfinished TODO: {t}" for t in r.todos)
         ElementTree.SubElement(suite, "system-err").text = ""
         for key, value in (("tests", len(cases)), ("failures", failures), ("errors", errors), ("time", seconds)):
             totals[key] += value
@@ -173,27 +173,27 @@ def summary_html(reports, path):
            "<tr><th>student</th>" + "".join(f"<th>{e(a)}</th>" for a in assignments) + "<th>total</th><th>first problem</th></tr>"]
     for row in rows:
         cells = "".join(
-            f'<td class="{row["cells"][a]["status"] if a in row["cells"] else "missing"}">'
+            f'<td class="{row["cells"][a].status if a in row["cells"] else "missing"}">'
             f'<a href="#{e(row["student"])}-{e(a)}">{e(cell_text(row["cells"].get(a), max_scores[a]))}</a></td>'
             if a in row["cells"] else f'<td class="missing">-</td>' for a in assignments)
         out.append(f"<tr><td>{e(row['student'])}</td>{cells}<td>{row['total']:g}/{row['max_total']:g}</td>"
                    f"<td>{e((row['problems'] or [''])[0][:120])}</td></tr>")
     out.append("</table>")
     for r in reports:
-        student, assignment = student_of(r), r["assignment"] or ""
-        out.append(f'<h2 id="{e(student)}-{e(assignment)}">{e(student)}: {e(r["title"] or assignment or "submission")}</h2>')
-        out.append(f'<p class="{e(r["status"])}">{e(r["status"])}: {r["score"]:g}/{r["max_score"]:g} points'
-                   + (f" &mdash; {e(r['submission'])}" if r["submission"] else "") + "</p>")
-        if r["error"]:
-            out.append(f"<details><summary>{e(first_problem(r))}</summary><pre>{e(r['error'])}</pre></details>")
-        if r["checks"]:
+        student, assignment = student_of(r), r.assignment or ""
+        out.append(f'<h2 id="{e(student)}-{e(assignment)}">{e(student)}: {e(r.title or assignment or "submission")}</h2>')
+        out.append(f'<p class="{e(r.status)}">{e(r.status)}: {r.score:g}/{r.max_score:g} points'
+                   + (f" &mdash; {e(r.submission)}" if r.submission else "") + "</p>")
+        if r.error:
+            out.append(f"<details><summary>{e(first_problem(r))}</summary><pre>{e(r.error)}</pre></details>")
+        if r.checks:
             out.append("<table><tr><th>check</th><th>value</th><th>threshold</th><th>points</th><th>message</th></tr>")
-            for c in r["checks"]:
-                out.append(f'<tr class="{"passed" if c["passed"] else "failed"}"><td>{e(c["name"])}</td>'
-                           f'<td>{e("" if c["value"] is None else str(c["value"]))}</td><td>{e(c["threshold"] or "")}</td>'
-                           f'<td>{c["score"]:g}/{c["max_score"]:g}</td><td>{e(c["message"])}</td></tr>')
+            for c in r.checks:
+                out.append(f'<tr class="{"passed" if c.passed else "failed"}"><td>{e(c.name)}</td>'
+                           f'<td>{e("" if c.value is None else str(c.value))}</td><td>{e(c.threshold or "")}</td>'
+                           f'<td>{c.score:g}/{c.max_score:g}</td><td>{e(c.message)}</td></tr>')
             out.append("</table>")
-        for plot in dict.fromkeys(c["details"]["plot"] for c in r["checks"] if c["details"].get("plot")):
+        for plot in r.plots:
             link = Path(os.path.relpath(Path(plot).resolve(), base)).as_posix()
             out.append(f'<p><img src="{e(link)}" alt="{e(Path(plot).name)}"></p>')
     out.append("</body></html>")

@@ -20,9 +20,9 @@ import numpy as np
 
 from . import secret
 from .sandbox import DeviceUnavailable, Sandbox, SubmissionError
+from .report import CheckResult, Report
 from .spec import Outcome
 
-SCHEMA_VERSION = 2
 
 
 class GraderBug(Exception):
@@ -204,31 +204,17 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
         ctx.close()
     if cancel is not None and cancel.cancelled:
         raise Cancelled()  # the checks saw their child killed: not the submission's result
-    score = sum(r["score"] for r in results)
-    passed = error is None and all(r["passed"] for r in results)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "assignment": assignment.name,
-        "title": assignment.title,
-        "submission": str(submission),
-        "sha256": hashlib.sha256(ctx.source).hexdigest(),
-        "sandbox": isolation,
-        "status": "passed" if passed else "failed",
-        "passed": passed,
-        "score": round(score, 4),
-        "max_score": assignment.max_score,
-        "error": error.message if error else None,
-        "error_kind": error.kind if error else None,
-        "error_details": (error.details or None) if error else None,
-        "todos": sorted(set(todos)),
-        "checks": results,
-        "device": ctx.device or "cpu",
-        "seed": seed,
-        "limits": asdict(limits),
-        "durations": {"total_s": round(time.monotonic() - t0, 3), "start_s": round(start_s, 3)},
-        "started_at": started.isoformat(timespec="seconds"),
-        "versions": versions(),
-    }
+    score = sum(r.score for r in results)
+    passed = error is None and all(r.passed for r in results)
+    return Report(
+        assignment=assignment.name, title=assignment.title, submission=str(submission),
+        sha256=hashlib.sha256(ctx.source).hexdigest(), sandbox=isolation,
+        status="passed" if passed else "failed", passed=passed, score=round(score, 4),
+        max_score=assignment.max_score, error=error.message if error else None,
+        error_kind=error.kind if error else None, error_details=(error.details or None) if error else None,
+        todos=sorted(set(todos)), checks=results, device=ctx.device or "cpu", seed=seed, limits=asdict(limits),
+        durations={"total_s": round(time.monotonic() - t0, 3), "start_s": round(start_s, 3)},
+        started_at=started.isoformat(timespec="seconds"), versions=versions())
 
 
 NOT_RUN = {"syntax": "the file has a syntax error (see above)",
@@ -253,24 +239,12 @@ def failed(check, failure):
 def problem_report(assignment, submission, kind, message, status="failed"):
     """The report of a submission that could not be graded: `kind` says why (e.g. `missing`,
     `ambiguous`; status "error" and kind `grader` for an error of the grader itself)."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "assignment": assignment.name if assignment else None,
-        "title": assignment.title if assignment else "",
-        "submission": str(submission) if submission else None,
-        "sha256": sha256_of(submission) if submission else None,
-        "sandbox": None,
-        "status": status,
-        "passed": False,
-        "score": 0,
-        "max_score": assignment.max_score if assignment else 0,
-        "error": message,
-        "error_kind": kind,
-        "error_details": None,
-        "todos": [],
-        "checks": [],
-        "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    return Report(
+        assignment=assignment.name if assignment else None, title=assignment.title if assignment else "",
+        submission=str(submission) if submission else None,
+        sha256=sha256_of(submission) if submission else None, status=status,
+        max_score=assignment.max_score if assignment else 0, error=message, error_kind=kind,
+        started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
 
 def check_entry(check, outcome, seconds):
@@ -281,16 +255,7 @@ def check_entry(check, outcome, seconds):
         value = value.item()
     if isinstance(value, float):
         value = round(value, 4)
-    return {
-        "name": check.name,
-        "description": check.description,
-        "passed": bool(outcome.passed),
-        "score": round(fraction * check.points, 4),
-        "max_score": check.points,
-        "value": value,
-        "threshold": outcome.threshold,
-        "message": outcome.message,
-        "visibility": check.visibility,
-        "duration_s": round(seconds, 3),
-        "details": outcome.details,
-    }
+    return CheckResult(name=check.name, description=check.description, passed=bool(outcome.passed),
+                       score=round(fraction * check.points, 4), max_score=check.points, value=value,
+                       threshold=outcome.threshold, message=outcome.message, visibility=check.visibility,
+                       duration_s=round(seconds, 3), details=outcome.details)

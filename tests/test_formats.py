@@ -42,15 +42,15 @@ def reports(tmp_path_factory):
     for student, source in (("alice", "solutions"), ("bob", "assignments"), ("dan", "solutions")):
         (root / student).mkdir()
         (root / student / "bandits.py").write_text((REPO / source / "bandits.py").read_text())
-    return [
-        {"student": "alice", **grade(SPEC, root / "alice/bandits.py")},
-        {"student": "bob", **grade(SPEC, root / "bob/bandits.py")},
-        {"student": "carol", **problem_report(None, None, "missing", "no submission found: expected bandits.py")},
-        {"student": "dan", **problem_report(SPEC, root / "dan/bandits.py", "grader",
-                                            "grader error (not the submission's fault) while grading x:\n"
-                                            "Traceback (most recent call last):\nKeyError: 'secret internals'",
-                                            status="error")},
+    reports = [
+        grade(SPEC, root / "alice/bandits.py"), grade(SPEC, root / "bob/bandits.py"),
+        problem_report(None, None, "missing", "no submission found: expected bandits.py"),
+        problem_report(SPEC, root / "dan/bandits.py", "grader", "grader error (not the submission's fault) while "
+                       "grading x:\nTraceback (most recent call last):\nKeyError: 'secret internals'", status="error"),
     ]
+    for report, student in zip(reports, ("alice", "bob", "carol", "dan")):
+        report.student = student
+    return reports
 
 
 # ------------------------------------------------------------------ Gradescope
@@ -102,7 +102,7 @@ def test_gradescope_of_one_student_names_the_checks_only(reports):
     data = formats.gradescope(reports[:1])
     assert_gradescope(data)
     assert [t["name"] for t in data["tests"]] == [f"bandits: {c.name}" for c in SPEC.checks]
-    assert data["score"] == reports[0]["score"] == 6
+    assert data["score"] == reports[0].score == 6
 
 
 def test_gradescope_option_of_the_command_line(tmp_path):
@@ -197,8 +197,8 @@ class Page(HTMLParser):
 def test_html_page_links_the_plots(reports, tmp_path):
     plot = plot_average_reward(tmp_path / "plots/alice/bandits-average-reward.png",
                                {(0.1, 0.0, 0.0): np.linspace(0, 1.3, 1000)})
-    with_plot = [dict(r) for r in reports]
-    with_plot[0]["checks"] = [dict(c, details=dict(c["details"], plot=plot)) for c in reports[0]["checks"]]
+    with_plot = [dataclasses.replace(r) for r in reports]
+    with_plot[0].checks = [dataclasses.replace(c, details=dict(c.details, plot=plot)) for c in reports[0].checks]
     page_path = tmp_path / "site/index.html"
     formats.write_text(page_path, formats.summary_html(with_plot, page_path))
     page = Page()
@@ -208,3 +208,18 @@ def test_html_page_links_the_plots(reports, tmp_path):
     text = "".join(page.text)
     assert AWKWARD in text and "Grading summary" in text
     assert page.rows == 1 + 4 + 2 * (len(SPEC.checks) + 1)  # the class table, then two submissions' checks
+
+
+def test_the_readme_documents_the_report_model():
+    from grader.report import CheckResult, Report, schema_table
+    readme = (REPO / "README.md").read_text()
+    assert schema_table(Report) in readme and schema_table(CheckResult) in readme
+
+
+def test_reports_read_back_as_they_were_written(reports):
+    from grader.report import Report
+    for report in reports:
+        again = Report.from_dict(json.loads(json.dumps(report.to_dict())))
+        assert again == report
+    with pytest.raises(ValueError):
+        Report.from_dict({"schema_version": 2, "checks": [{"nonsense": 1}]})
