@@ -4,7 +4,7 @@ parallel and keeping every result on disk as soon as it is known.
 Students. Under a folder DIR the student is the first path component: DIR/alice/... is alice's
 work at any depth, each file recognised as an assignment by its name (bandits.py, vae.py...).
 The recognised files directly in DIR are the work of one student named after DIR (so
-`python -m grader solutions/` grades the reference solutions as one "student"); a file given
+`python -m grader DIR/` of loose files grades them as one "student", named after DIR); a file given
 on the command line is a student named by its path. Nothing recognised in a
 student's folder, or two files for one assignment, is that student's failed result (error_kind
 `missing` or `ambiguous`), with the reason.

@@ -45,7 +45,7 @@ OPTIONAL = ("student", "device", "seed", "limits", "durations", "versions", "opt
 class Report:
     """A submission's grading, or the reason there is none (`missing`, `ambiguous`, `grader`)."""
     schema_version: int = field(default=SCHEMA_VERSION, metadata={
-        "doc": f"{SCHEMA_VERSION} (2 added `sandbox`, `error_details` and `signature`)", "type": "int"})
+        "doc": f"{SCHEMA_VERSION} (2 added `sandbox`, `error_details`, `graded_at_submission` and `signature`)", "type": "int"})
     student: str = _doc("(a class) the student: the folder under DIR; a file given directly: its path", "str")
     assignment: str = _doc("which assignment (null: nothing recognised)", "str or null")
     title: str = field(default="", metadata={"doc": "the assignment's title", "type": "str"})
@@ -67,6 +67,9 @@ class Report:
     todos: list = field(default_factory=list, metadata={
         "doc": "functions still raising `NotImplementedError(\"TODO: ...\")`", "type": "[str]"})
     checks: list = field(default_factory=list, metadata={"doc": "one per check, in order (below)", "type": "[object]"})
+    graded_at_submission: list = field(default_factory=list, metadata={
+        "doc": "hidden checks whose code this copy of the grader lacks (the students' handout): graded when "
+               "the work is submitted", "type": "[str]"})
     device: str = _doc("`cpu` or `gpu (name)` as seen by TensorFlow in the child", "str")
     seed: int = _doc("the grader's seed", "int")
     limits: dict = _doc("the limits in force (`time`, `train_time`, `start_time`, `memory_mb`, `threads`, "
@@ -151,6 +154,8 @@ def render(report):
         out.append("unfinished TODOs: " + ", ".join(report.todos))
     if report.plots:
         out.append("plots written: " + ", ".join(report.plots))
+    if report.graded_at_submission:
+        out.append("also graded at submission (hidden checks): " + "; ".join(report.graded_at_submission))
     verdict = "PASSED" if report.passed else "FAILED"
     out.append(f"{verdict}: {report.score:g}/{report.max_score:g} points")
     return "\n".join(out)

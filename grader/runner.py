@@ -178,7 +178,7 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
         except SubmissionError as failure:
             error = failure
         start_s = time.monotonic() - t0
-        for check in assignment.checks:
+        for check in assignment.graded_checks:
             if progress:
                 progress(check.name)
             t = time.monotonic()
@@ -212,7 +212,8 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
         status="passed" if passed else "failed", passed=passed, score=round(score, 4),
         max_score=assignment.max_score, error=error.message if error else None,
         error_kind=error.kind if error else None, error_details=(error.details or None) if error else None,
-        todos=sorted(set(todos)), checks=results, device=ctx.device or "cpu", seed=seed, limits=asdict(limits),
+        todos=sorted(set(todos)), checks=results,
+        graded_at_submission=[c.name for c in assignment.checks if c not in assignment.graded_checks], device=ctx.device or "cpu", seed=seed, limits=asdict(limits),
         durations={"total_s": round(time.monotonic() - t0, 3), "start_s": round(start_s, 3)},
         started_at=started.isoformat(timespec="seconds"), versions=versions())
 

@@ -38,6 +38,26 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Hidden:
+    """A hidden check's function, kept in grader/hidden/MODULE.py (see grader/hidden/__init__.py):
+    the course's repository has it, the students' handout does not."""
+    module: str
+    function: str
+
+    def load(self):
+        """The function, or None where grader/hidden/ is not there (the handout)."""
+        import importlib
+        try:
+            module = importlib.import_module(f"{__package__}.hidden.{self.module}")
+        except ModuleNotFoundError:
+            return None
+        return getattr(module, self.function)
+
+    def __call__(self, ctx):
+        return self.load()(ctx)
+
+
+@dataclass(frozen=True)
 class Check:
     name: str
     run: Callable
@@ -60,11 +80,16 @@ class Assignment:
     prepare: Callable | None = None  # loads what the checks need (data, environments) before any child starts
 
     @property
+    def graded_checks(self):
+        """The checks this copy of the grader can run (not those hidden from the handout)."""
+        return tuple(c for c in self.checks if not (isinstance(c.run, Hidden) and c.run.load() is None))
+
+    @property
     def max_score(self):
-        return sum(check.points for check in self.checks)
+        return sum(check.points for check in self.graded_checks)
 
     def grading_text(self):
-        """How it is graded, for the docstring of the template (tools/make_templates.py writes it
+        """How it is graded, for the docstring of the template (the course's repository writes it
         there from this spec, so that the two cannot drift)."""
         limits = self.limits
         memory = f"{limits.memory_mb / 1024:g} GiB" if limits.memory_mb >= 1024 else f"{limits.memory_mb} MiB"

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,76 @@ def test_refuses_an_unknown_archive_format(tmp_path):
     result = subprocess.run([sys.executable, "tools/make_handout.py", "-o", str(tmp_path / "h.rar")], cwd=REPO,
                             capture_output=True, text=True)
     assert result.returncode == 2 and ".zip or .tar.gz" in result.stderr
+
+
+def test_the_handout_refers_only_to_what_it_ships_and_lists_every_assignment(handout):
+    _, files, _ = handout
+    shipped = {name.split("/", 1)[1]: data for name, data in files.items()}
+    assert make_handout.dangling(shipped) == []
+    assert make_handout.dangling({"grader/x.py": b"see bench/vae.py\n"}) == [("grader/x.py", 1, "see bench/vae.py")]
+    readme = shipped["README.md"].decode()
+    from grader.assignments import all_assignments
+    for name, assignment in all_assignments().items():
+        assert f"`assignments/{name}.py`" in readme and f"`{name}.py`" in readme and assignment.title in readme
+    assert "course-handout/" in readme and "cd course-handout" in readme
+    assert not any(name.startswith("grader/hidden/") and name != "grader/hidden/__init__.py" for name in shipped)
+
+
+def fill(template, solution):
+    """The template with each TODO replaced by the solution's region, as a student would write it."""
+    regions, lines, inside = [], [], None
+    for line in solution.splitlines(keepends=True):
+        if line.strip() == "### BEGIN SOLUTION":
+            inside = []
+        elif line.strip() == "### END SOLUTION":
+            regions.append("".join(inside))
+            inside = None
+        elif inside is not None:
+            inside.append(line)
+    out = []
+    for line in template.splitlines(keepends=True):
+        if line.strip().startswith('raise NotImplementedError("TODO: '):
+            out.append(regions.pop(0))
+        else:
+            out.append(line)
+    assert not regions
+    return "".join(out)
+
+
+@pytest.mark.slow
+def test_a_student_walks_through_the_handout(handout, tmp_path):
+    """Unpack, set up exactly as the student README says, fill the TODOs, grade with the handout's grader."""
+    _, files, root = handout
+    readme = files["course-handout/README.md"].decode()
+    setup = readme.split("## Set-up")[1].split("```sh")[1].split("```")[0]
+    commands = [line.split("#")[0].strip() for line in setup.strip().splitlines()]
+    commands = [c for c in commands if c and not c.startswith(("cd ", "sudo "))]
+    assert commands[0] == "python3.11 -m venv .venv"
+    commands[0] = f"{_base_python()} -m venv .venv"
+    for command in commands:
+        result = subprocess.run(command, shell=True, cwd=root, capture_output=True, text=True, timeout=1500)
+        assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
+    python = str(root / ".venv/bin/python")
+    mine = root / "mine"
+    mine.mkdir()
+    for solution in SOLUTIONS:
+        template = (root / "assignments" / solution.name).read_text()
+        (mine / solution.name).write_text(fill(template, solution.read_text()))
+
+    def grade(*args):
+        return subprocess.run([python, "-m", "grader", *args, "--quiet"], cwd=root, capture_output=True,
+                              text=True, timeout=900)
+    for name in ("bandits", "value_iteration"):  # every check
+        result = grade(f"mine/{name}.py")
+        assert result.returncode == 0 and result.stdout.startswith("PASSED"), result.stdout + result.stderr
+    for name in ("reinforce", "reinforce_baseline", "vae"):  # the unit checks (training takes minutes)
+        result = grade(f"mine/{name}.py", "--check", "loss", "--check", "returns", "--check", "sample")
+        assert result.returncode == 0 and result.stdout.startswith("PASSED"), result.stdout + result.stderr
+        template = grade(f"assignments/{name}.py", "--check", "loss")
+        assert template.returncode == 1 and "TODO" in template.stdout, template.stdout + template.stderr
+
+
+def _base_python():
+    """A Python 3.11 as the student would have it (not this virtual environment's)."""
+    import sysconfig
+    return str(Path(sys.base_prefix) / "bin" / f"python{sysconfig.get_python_version()}")

@@ -8,10 +8,13 @@
     requirements.txt       the pinned stack of pyproject.toml (less pytest)
     README.md              for students: tools/handout-README.md
 
-and nothing else: never solutions/, bench/, tests/ or tools/. Before writing, it refuses (exit
-status 1) when a template is stale or when a file of the handout contains solution code: any
-run of three consecutive lines (a whole region if shorter) of a `### BEGIN SOLUTION` region of
-solutions/*.py, comments and blank lines aside. The archive is reproducible (sorted entries,
+and nothing else: never solutions/, bench/, tests/, tools/, nor grader/hidden/ (the code and
+thresholds of hidden checks: the handout's grader lists them as graded at submission). Before
+writing, it refuses (exit status 1) when a template is stale, when a file of the handout
+contains solution code (any run of three consecutive lines, a whole region if shorter, of a
+`### BEGIN SOLUTION` region of solutions/*.py, comments and blank lines aside), or when a file
+refers to a folder the handout does not ship (bench/, tests/, tools/, solutions/), except on a
+line that says it is in the course's repository. The archive is reproducible (sorted entries,
 fixed dates).
 
     python tools/make_handout.py                      # dist/handout.zip
@@ -19,6 +22,7 @@ fixed dates).
 """
 import argparse
 import io
+import re
 import sys
 import tarfile
 import tomllib
@@ -34,15 +38,28 @@ from make_templates import BEGIN, END, make_template  # noqa: E402
 def handout_files():
     """{path in the archive: bytes}, and the mode of each file ({path: mode})."""
     sources = sorted((ROOT / "assignments").glob("*.py"))
-    sources += sorted(p for p in (ROOT / "grader").rglob("*.py") if "__pycache__" not in p.parts)
+    sources += sorted(p for p in (ROOT / "grader").rglob("*.py") if "__pycache__" not in p.parts
+                      and not (p.parent.name == "hidden" and p.name != "__init__.py"))
     sources += sorted(p for p in (ROOT / "datasets").iterdir() if p.suffix in (".py", ".json", ".md"))
     sources.append(ROOT / "scripts" / "setup_data.sh")
     files = {p.relative_to(ROOT).as_posix(): p.read_bytes() for p in sources}
     modes = {p.relative_to(ROOT).as_posix(): p.stat().st_mode & 0o777 for p in sources}
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     files["requirements.txt"] = "".join(f"{d}\n" for d in dependencies if not d.startswith("pytest")).encode()
-    files["README.md"] = (ROOT / "tools" / "handout-README.md").read_bytes()
+    files["README.md"] = student_readme().encode()
     return files, modes
+
+
+def student_readme():
+    """tools/handout-README.md with the assignments of the registry filled in."""
+    sys.path.insert(0, str(ROOT))
+    from grader.assignments import all_assignments
+    assignments = all_assignments()
+    table = ["| assignment | your file | grading takes |", "|---|---|---|"]
+    table += [f"| {a.title} | `assignments/{name}.py` | {a.expected_time or '-'} |" for name, a in assignments.items()]
+    text = (ROOT / "tools" / "handout-README.md").read_text()
+    return text.replace("{assignments}", "\n".join(table)).replace(
+        "{names}", ", ".join(f"`{name}.py`" for name in assignments))
 
 
 def solution_runs():
@@ -75,9 +92,25 @@ def leaks(files):
     return found
 
 
+UNSHIPPED = re.compile(r"(?<![\w./-])(bench|tests|tools|solutions)/")
+
+
+def dangling(files):
+    """[(path, line number, line)] of references to folders the handout does not ship."""
+    found = []
+    for path, data in files.items():
+        if path.endswith((".py", ".md", ".sh", ".txt")):
+            for number, line in enumerate(data.decode(errors="replace").splitlines(), 1):
+                if UNSHIPPED.search(line) and "course's repository" not in line:
+                    found.append((path, number, line.strip()))
+    return found
+
+
 def problems(files):
     out = [f"{path} contains {len(run)} line(s) of solutions/{solution}: {run[0]!r}..."
            for path, solution, run in leaks(files)]
+    out += [f"{path}:{number} refers to a folder the handout does not ship: {line[:100]!r}"
+            for path, number, line in dangling(files)]
     for solution in sorted((ROOT / "solutions").glob("*.py")):
         template = files.get(f"assignments/{solution.name}")
         if template is None or template.decode() != make_template(solution.read_text(), solution.name):

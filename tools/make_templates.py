@@ -8,7 +8,7 @@ templates and the solutions cannot drift: `--check` (run by the tests) fails whe
 committed template differs from what this script generates.
 
 The module docstring of each solution has a paragraph starting with the line
-`How it is graded (from grader/assignments/NAME.py; tools/make_templates.py writes it):`
+`How it is graded (written from the grader's spec, grader/assignments/NAME.py):`
 and ending at the next blank line; this script rewrites it from the assignment's spec
 (`Assignment.grading_text()`), so the thresholds a student reads are the ones in force.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-GRADED = "How it is graded (from grader/assignments/{name}.py; tools/make_templates.py writes it):"
+GRADED = "How it is graded (written from the grader's spec, grader/assignments/{name}.py):"
 
 
 def with_grading(source, name, text):
