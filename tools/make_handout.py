@@ -53,12 +53,10 @@ def handout_files():
 def student_readme():
     """tools/handout-README.md with the assignments of the registry filled in."""
     sys.path.insert(0, str(ROOT))
-    from grader.assignments import all_assignments
+    from grader.assignments import all_assignments, table
     assignments = all_assignments()
-    table = ["| assignment | your file | grading takes |", "|---|---|---|"]
-    table += [f"| {a.title} | `assignments/{name}.py` | {a.expected_time or '-'} |" for name, a in assignments.items()]
     text = (ROOT / "tools" / "handout-README.md").read_text()
-    return text.replace("{assignments}", "\n".join(table)).replace(
+    return text.replace("{assignments}", table()).replace(
         "{names}", ", ".join(f"`{name}.py`" for name in assignments))
 
 
