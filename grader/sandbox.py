@@ -401,23 +401,27 @@ class Usage:
         self.root_pid, self.cgroup, self.sandboxed = root_pid, cgroup, sandboxed
         self.namespace = None
 
+    def find_namespace(self, table=None):
+        """The sandbox's PID namespace (that of the first child of bubblewrap's outer process)."""
+        if self.namespace is None and self.sandboxed:
+            table = process_table() if table is None else table
+            own = os.readlink("/proc/self/ns/pid")
+            self.namespace = next((ns for pid, (ppid, *_, ns) in table.items()
+                                   if ppid == self.root_pid and ns != own), None)
+        return self.namespace
+
     def members(self, table):
         if self.sandboxed:
-            if self.namespace is None:
-                own = os.readlink("/proc/self/ns/pid")
-                self.namespace = next((ns for pid, (ppid, *_, ns) in table.items()
-                                       if ppid == self.root_pid and ns != own), None)
-            return [row for row in table.values() if self.namespace is not None and row[5] == self.namespace]
+            namespace = self.find_namespace(table)
+            return [row for row in table.values() if namespace is not None and row[5] == namespace]
         return [row for pid, row in table.items() if row[2] == self.root_pid or pid == self.root_pid]
 
     def measure(self):
         """(memory bytes, processes, threads)."""
-        table = process_table()
-        members = self.members(table)
-        processes, threads = len(members), sum(row[3] for row in members)
-        if self.cgroup is not None:
-            return self.cgroup.memory(), processes, max(threads, self.cgroup.tasks())
-        return sum(row[4] for row in members), processes, threads
+        if self.cgroup is not None:  # the kernel's own counts: no scan of /proc
+            return self.cgroup.memory(), len(self.cgroup.pids()), self.cgroup.tasks()
+        members = self.members(process_table())
+        return sum(row[4] for row in members), len(members), sum(row[3] for row in members)
 
 
 # ------------------------------------------------------------------ the sandbox

@@ -117,10 +117,10 @@ def test_nothing_is_left_after_closing(limits_by):
     box = sandbox().start()
     cgroup = box.cgroup
     outer = box.process.pid
+    namespace = box.usage.find_namespace()
+    assert namespace is not None
     with pytest.raises(sb.SubmissionError):
         box.call("bomb", 5, timeout=2)  # five detached sleepers, then a time-out
-    namespace = box.usage.namespace
-    assert namespace is not None
     box.close()
     assert outer not in sb.process_table()
     deadline = time.monotonic() + 10  # killed processes may stay zombies for a moment, holding nothing
