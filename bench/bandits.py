@@ -4,7 +4,11 @@
 1. Runs the reference solution in-process over --episodes episodes per configuration and
    prints the mean and per-episode SD of the average reward: the EXPECTED table of
    grader/assignments/bandits.py.
-2. Times the grader's testbed checks on the reference solution (child process, one round
+2. Plays --gradings gradings' worth of testbed configurations (spec.EPISODES episodes each,
+   fresh seeds) with the reference in-process and prints how many fall outside the spec's
+   tolerance, and the largest deviation in standard errors: the measured side of the
+   false-failure probability that the spec's summary computes.
+3. Times the grader's testbed checks on the reference solution (child process, one round
    trip per question) against the same number of steps played in-process (baseline), and
    prints the ratio.
 """
@@ -39,6 +43,7 @@ def play(solution, epsilon, alpha, initial, episodes, seed):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=spec.REFERENCE_EPISODES)
+    parser.add_argument("--gradings", type=int, default=40, help="gradings' worth of seeds for the pass rate")
     args = parser.parse_args()
     solution = load_solution()
     print(f"expected rewards of the reference over {args.episodes} episodes:")
@@ -47,6 +52,18 @@ def main():
         averages = play(solution, epsilon, alpha, initial, args.episodes, seed=2024)
         print(f"    ({epsilon}, {alpha}, {initial}): ({averages.mean():.4f}, {averages.std():.4f}),")
     print("}")
+
+    outside, largest = 0, 0.0
+    for grading in range(args.gradings):
+        for config in spec.EXPECTED:
+            mean = play(solution, *config, spec.EPISODES, seed=10_000 + grading).mean()
+            error = abs(mean - spec.EXPECTED[config][0])
+            outside += error > spec.testbed_tolerance(config)
+            largest = max(largest, error / spec.testbed_tolerance(config) * spec.Z)
+    print(f"reference over {args.gradings} gradings ({len(spec.EXPECTED)} configurations each): "
+          f"{outside} configuration(s) outside the tolerance, largest deviation {largest:.2f} standard errors "
+          f"(tolerance {spec.Z:g}); computed false-failure probability per grading "
+          f"{spec.false_failure_probability():.1e}")
 
     start = time.perf_counter()
     for config in spec.EXPECTED:
