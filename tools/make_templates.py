@@ -12,8 +12,9 @@ The module docstring of each solution has a paragraph starting with the line
 and ending at the next blank line; this script rewrites it from the assignment's spec
 (`Assignment.grading_text()`), so the thresholds a student reads are the ones in force.
 
-    python tools/make_templates.py          # rewrite assignments/*.py
-    python tools/make_templates.py --check  # exit 1 and name the stale templates
+    python tools/make_templates.py            # rewrite assignments/*.py
+    python tools/make_templates.py vae        # only these assignments
+    python tools/make_templates.py --check    # exit 1 and name the stale templates
 """
 import re
 import sys
@@ -82,7 +83,10 @@ def main(argv):
     check = "--check" in argv
     stale = []
     texts = grading_texts()
+    only = [a for a in argv if not a.startswith("-")]
     for solution in sorted((ROOT / "solutions").glob("*.py")):
+        if only and solution.stem not in only:
+            continue
         template = ROOT / "assignments" / solution.name
         source = solution.read_text()
         if solution.stem in texts:
