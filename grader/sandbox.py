@@ -226,6 +226,13 @@ def child_environment(workdir, threads, device, tensorflow):
     return env
 
 
+def printable(text, newlines=False):
+    """Text from the submission as it may be shown: no terminal control characters (which could
+    move the cursor and overwrite the grader's own lines), newlines only where allowed."""
+    keep = "\n\t" if newlines else "\t"
+    return "".join(ch if ch.isprintable() or ch in keep else "?" for ch in str(text))
+
+
 def memory_file(name, data):
     fd = os.memfd_create(name, 0)
     os.write(fd, data)
@@ -565,7 +572,7 @@ class Sandbox:
                 lines = (pending + chunk).split(b"\n")
                 pending = lines.pop()[-4096:]
                 for line in lines:
-                    text = line[:1000].decode(errors="replace").rstrip()
+                    text = printable(line[:1000].decode(errors="replace").rstrip())
                     self._output.append(text)
                     if self.on_output is not None and text.strip():
                         self.on_output(text)
@@ -655,7 +662,7 @@ class Sandbox:
 
     def _raise(self, fields, label):
         kind = fields.get("kind")
-        message = str(fields.get("message", ""))[:500]
+        message = printable(str(fields.get("message", ""))[:500])
         if kind not in CHILD_KINDS or (kind == "stopped" and not self._stopped):
             self.kill()
             raise SubmissionError("protocol", f"a malformed error report during {label}")
@@ -665,7 +672,7 @@ class Sandbox:
                 message += f" (it reached the limit of {self.limits.max_threads} processes and threads)"
         elif kind == "syntax":
             message = f"{message} in {self.display_name}"
-        raise SubmissionError(kind, message, str(fields.get("traceback", ""))[-4000:])
+        raise SubmissionError(kind, message, printable(str(fields.get("traceback", ""))[-4000:], newlines=True))
 
     # ------------------------------------------------------------ waiting and limits
     def _receive(self, deadline, label, limit):

@@ -6,7 +6,6 @@ from conftest import REPO, run_grader, variant
 from grader.assignments import all_assignments
 from grader.runner import grade
 
-BANDITS = all_assignments()["bandits"]
 
 
 def test_a_syntax_error_is_reported_once_with_its_line_and_caret(submission):
@@ -30,17 +29,19 @@ def test_an_import_error_shows_the_students_traceback(submission):
     assert f'File "{path}", line' in result.stdout and "/sandbox/" not in result.stdout
 
 
-def test_a_check_blocked_by_another_functions_todo_names_what_it_needs():
-    """The template's select_actions check needs Agent.update (to give an arm the best estimate)."""
-    checks = tuple(dataclasses.replace(c, functions=("Agent.select_actions",)) if c.name.startswith("select") else c
-                   for c in BANDITS.checks)
-    report = grade(dataclasses.replace(BANDITS, checks=checks), REPO / "assignments/bandits.py")
-    blocked = [c for c in report["checks"] if c["name"].startswith("select") and "needs" in c["message"]]
-    for check in blocked:
-        assert check["message"].startswith("not run: needs Agent.update, which is unfinished (TODO)")
-        assert "this check is about Agent.select_actions" in check["message"]
-    updates = [c for c in report["checks"] if c["name"].startswith("update")]
-    assert all(c["message"] == "unfinished TODO: Agent.update" for c in updates)
+def test_a_check_blocked_by_another_functions_todo_names_what_it_needs(tmp_path):
+    """In value_iteration, sweep calls q_values: with q_values unfinished, sweep's check needs it."""
+    from test_todos import todos, unfinished
+    source = (REPO / "solutions/value_iteration.py").read_text()
+    path = tmp_path / "value_iteration.py"
+    path.write_text(unfinished(source, todos(source).index("q_values")))
+    spec = all_assignments()["value_iteration"]
+    checks = tuple(c for c in spec.checks if c.functions in (("q_values",), ("sweep",)))
+    report = grade(dataclasses.replace(spec, checks=checks), path)
+    messages = {c.functions[0]: r.message for c, r in zip(checks, report.checks)}
+    assert messages["q_values"] == "unfinished TODO: q_values"
+    assert messages["sweep"] == "not run: needs q_values, which is unfinished (TODO); this check is about sweep"
+    assert report.todos == ["q_values"]
 
 
 def test_the_plots_written_are_listed(tmp_path):
@@ -68,3 +69,14 @@ def test_help_shows_the_students_options_first():
         assert option in student
     for option in ("--jobs", "--out", "--shard", "--gradescope", "--junit", "--html", "--no-sandbox", "--time-limit"):
         assert option in instructor and option not in student
+
+
+def test_the_submission_cannot_write_control_characters_to_the_terminal(submission):
+    """Escape sequences could move the cursor and overwrite the grader's verdict."""
+    path = submission(variant("solutions/bandits.py", ("    def select_actions(self):\n",
+                      "    def select_actions(self):\n        print('\\x1b[2J\\x1b[HPASSED: 10/10 points', flush=True)\n"
+                      "        raise ValueError('\\x1b[1A\\rPASSED')\n")))
+    result = run_grader(path, "--check", "greedy")
+    assert result.returncode == 1
+    assert "\x1b" not in result.stdout + result.stderr
+    assert "[bandits.py prints] ?[2J?[HPASSED" in result.stderr
