@@ -257,6 +257,7 @@ class Cgroup:
         try:
             unified = _own_cgroup_v2()
             if unified is not None:
+                cls.remove_stale(unified)
                 folder = unified / name
                 folder.mkdir()
                 group = cls([folder], 2)
@@ -270,6 +271,8 @@ class Cgroup:
             memory_root, pids_root = (_own_cgroup_v1(kind) for kind in ("memory", "pids"))
             if memory_root is None or pids_root is None:
                 return None
+            for root in (memory_root, pids_root):
+                cls.remove_stale(root)
             folders = [memory_root / name, pids_root / name]
             group = cls([], 1)
             for folder in folders:
@@ -284,6 +287,16 @@ class Cgroup:
             return group
         except OSError:
             return None
+
+    @staticmethod
+    def remove_stale(parent, older_than=3600):
+        """Removes the empty cgroups that killed graders left behind (rmdir fails on a used one)."""
+        for folder in parent.glob("course-grader-*"):
+            try:
+                if time.time() - folder.stat().st_mtime > older_than:
+                    folder.rmdir()
+            except OSError:
+                pass
 
     @property
     def join_files(self):
