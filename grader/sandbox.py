@@ -289,7 +289,7 @@ class Cgroup:
             return None
 
     @staticmethod
-    def remove_stale(parent, older_than=3600):
+    def remove_stale(parent, older_than=60):
         """Removes the empty cgroups that killed graders left behind (rmdir fails on a used one)."""
         for folder in parent.glob("course-grader-*"):
             try:
