@@ -71,6 +71,7 @@ class Context:
         self.plots_dir = Path(plots_dir) if plots_dir else None
         self.device = None
         self.shared = {}  # state a check leaves for later checks (e.g. a trained agent's results)
+        self.results = {}  # check name -> (its functions, passed), for the checks run so far
         self._sandbox = None
 
     def rng(self, *labels):
@@ -82,6 +83,16 @@ class Context:
         """A random generator reproducible for the grader (its key, the seed, the labels) but
         unpredictable to the submission: for what a submission must not be able to anticipate."""
         return secret.rng(self.seed, *labels)
+
+    def failed_units(self, *functions):
+        """The names of the unit checks (checks about one function) run so far that failed, among
+        those about `functions` (all when none are given): what a later, end-to-end check that
+        fails should point at. `unit_functions()` says which functions had unit checks run."""
+        return [name for name, (about, passed) in self.results.items()
+                if len(about) == 1 and not passed and (not functions or about[0] in functions)]
+
+    def unit_functions(self):
+        return {about[0] for about, _ in self.results.values() if len(about) == 1}
 
     def progress(self, message):
         """Shows how a long check is going (e.g. episodes handed out, epochs); never scored."""
@@ -198,6 +209,7 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
                     raise GraderBug(f"check {check.name!r} of {assignment.name} failed inside the grader: "
                                     f"{type(bug).__name__}: {bug}\n{traceback.format_exc()}") from bug
             results.append(check_entry(check, outcome, time.monotonic() - t))
+            ctx.results[check.name] = (check.functions, results[-1].passed)
     finally:
         if cancel is not None:
             cancel.watch(ctx, on=False)

@@ -23,6 +23,23 @@ def variant(path, *replacements):
     return text
 
 
+def with_one_todo(name, index):
+    """solutions/NAME.py with only its index-th solution region left as the template's TODO:
+    (text, the TODO's function name), or (None, None) past the last region."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from make_templates import BEGIN, END, enclosing_name
+    lines = (REPO / "solutions" / f"{name}.py").read_text().splitlines(keepends=True)
+    begins = [i for i, line in enumerate(lines) if line.strip() == BEGIN]
+    if index >= len(begins):
+        return None, None
+    start = begins[index]
+    end = next(i for i in range(start, len(lines)) if lines[i].strip() == END)
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    function = enclosing_name(lines, start, indent)
+    todo = " " * indent + f'raise NotImplementedError("TODO: {function}")\n'
+    return "".join(lines[:start] + [todo] + lines[end + 1:]), function
+
+
 def checks_of(tmp_path, path, *args):
     """Grades `path` with a JSON report; (process result, {check name: check}, report)."""
     result = run_grader(path, "--json", tmp_path / "r.json", "--quiet", *args)

@@ -7,11 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, checks_of, variant
+from conftest import REPO, checks_of, variant, with_one_todo
 from grader.assignments import bandits as spec
 
-sys.path.insert(0, str(REPO / "tools"))
-from make_templates import enclosing_name  # noqa: E402
 
 SELECT = "        actions[explore] = self.rng.integers(self.bandits, size=np.count_nonzero(explore))\n"
 UPDATE = "        step = 1 / self.counts[episodes, actions] if self.alpha == 0 else self.alpha\n"
@@ -19,25 +17,11 @@ INCREMENT = "        self.counts[episodes, actions] += 1\n"
 MOVE = "        self.estimates[episodes, actions] += step * (rewards - self.estimates[episodes, actions])\n"
 
 
-def with_one_todo(index):
-    """The reference with only its index-th solution region unfinished, and that function's name."""
-    lines = (REPO / "solutions/bandits.py").read_text().splitlines(keepends=True)
-    begins = [i for i, line in enumerate(lines) if line.strip() == "### BEGIN SOLUTION"]
-    if index >= len(begins):
-        return None, None
-    start = begins[index]
-    end = next(i for i in range(start, len(lines)) if lines[i].strip() == "### END SOLUTION")
-    indent = len(lines[start]) - len(lines[start].lstrip())
-    name = enclosing_name(lines, start, indent)
-    todo = " " * indent + f'raise NotImplementedError("TODO: {name}")\n'
-    return "".join(lines[:start] + [todo] + lines[end + 1:]), name
-
-
 def test_the_template_has_the_todos_tested_here():
     template = (REPO / "assignments/bandits.py").read_text()
     todos = re.findall(r'NotImplementedError\("TODO: ([\w.]+)"\)', template)
-    assert todos == [with_one_todo(i)[1] for i in range(len(todos))] == ["Agent.select_actions", "Agent.update"]
-    assert with_one_todo(len(todos)) == (None, None)
+    assert todos == [with_one_todo("bandits", i)[1] for i in range(len(todos))] == ["Agent.select_actions", "Agent.update"]
+    assert with_one_todo("bandits", len(todos)) == (None, None)
 
 
 @pytest.mark.parametrize("index", [0, 1])
@@ -45,7 +29,7 @@ def test_each_todo_left_unfinished_fails_checks_that_name_it_and_only_it(submiss
     """The reference with one function unfinished: the checks of that function fail naming it, the
     checks of the other function pass (no check blames a function it is not about), and the
     testbed, which needs both, names it."""
-    text, name = with_one_todo(index)
+    text, name = with_one_todo("bandits", index)
     result, checks, report = checks_of(tmp_path, submission(text))
     assert result.returncode == 1 and report["todos"] == [name]
     own = {"Agent.select_actions": "select:", "Agent.update": "update:"}

@@ -2,7 +2,7 @@
 function's TODO saying what they need, the plots written, live progress, --help's groups."""
 import dataclasses
 
-from conftest import REPO, run_grader, variant
+from conftest import REPO, run_grader, variant, with_one_todo
 from grader.assignments import all_assignments
 from grader.runner import grade
 
@@ -31,10 +31,9 @@ def test_an_import_error_shows_the_students_traceback(submission):
 
 def test_a_check_blocked_by_another_functions_todo_names_what_it_needs(tmp_path):
     """In value_iteration, sweep calls q_values: with q_values unfinished, sweep's check needs it."""
-    from test_todos import todos, unfinished
-    source = (REPO / "solutions/value_iteration.py").read_text()
+    from test_todos import todos
     path = tmp_path / "value_iteration.py"
-    path.write_text(unfinished(source, todos(source).index("q_values")))
+    path.write_text(with_one_todo("value_iteration", todos("value_iteration").index("q_values"))[0])
     spec = all_assignments()["value_iteration"]
     checks = tuple(c for c in spec.checks if c.functions in (("q_values",), ("sweep",)))
     report = grade(dataclasses.replace(spec, checks=checks), path)

@@ -8,11 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, checks_of, variant
+from conftest import REPO, checks_of, variant, with_one_todo
 from grader.assignments import value_iteration as spec
 
-sys.path.insert(0, str(REPO / "tools"))
-from make_templates import enclosing_name  # noqa: E402
 
 SOLUTION = "solutions/value_iteration.py"
 TODOS = ["q_values", "sweep", "value_iteration", "greedy_policy"]
@@ -29,20 +27,6 @@ GREEDY = "    return np.array([np.argmax(q_values(P, v, state, gamma)) for state
 INTENDED = ("    def aim(probability, next_state, reward, terminated):\n"
             "        return reward + (0.0 if terminated else gamma * v[next_state])\n"
             "    return np.array([np.argmax([aim(*P[s][a][len(P[s][a]) // 2]) for a in P[s]]) for s in P])\n")
-
-
-def with_one_todo(index):
-    """The reference with only its index-th solution region unfinished, and that function's name."""
-    lines = (REPO / SOLUTION).read_text().splitlines(keepends=True)
-    begins = [i for i, line in enumerate(lines) if line.strip() == "### BEGIN SOLUTION"]
-    if index >= len(begins):
-        return None, None
-    start = begins[index]
-    end = next(i for i in range(start, len(lines)) if lines[i].strip() == "### END SOLUTION")
-    indent = len(lines[start]) - len(lines[start].lstrip())
-    name = enclosing_name(lines, start, indent)
-    todo = " " * indent + f'raise NotImplementedError("TODO: {name}")\n'
-    return "".join(lines[:start] + [todo] + lines[end + 1:]), name
 
 
 def red_pixels(path):
@@ -84,7 +68,7 @@ def test_a_policy_that_is_not_optimal_is_drawn_in_red(tmp_path):
 def test_template_fails_naming_its_todos(tmp_path):
     template = (REPO / "assignments/value_iteration.py").read_text()
     assert re.findall(r'NotImplementedError\("TODO: (\w+)"\)', template) == TODOS
-    assert [with_one_todo(i)[1] for i in range(len(TODOS))] == TODOS and with_one_todo(len(TODOS)) == (None, None)
+    assert [with_one_todo("value_iteration", i)[1] for i in range(len(TODOS))] == TODOS and with_one_todo("value_iteration", len(TODOS)) == (None, None)
     result, checks, report = checks_of(tmp_path, "assignments/value_iteration.py")
     assert result.returncode == 1 and sorted(report["todos"]) == sorted(TODOS)
     for function, name in UNIT.items():
@@ -97,7 +81,7 @@ def test_template_fails_naming_its_todos(tmp_path):
 def test_each_todo_left_unfinished_fails_checks_that_name_it(submission, tmp_path, index):
     """The reference with one function unfinished: that function's check fails naming it, a
     check of a function that calls it says so, the other unit checks pass."""
-    text, name = with_one_todo(index)
+    text, name = with_one_todo("value_iteration", index)
     result, checks, report = checks_of(tmp_path, submission(text, name="value_iteration.py"))
     assert result.returncode == 1 and report["todos"] == [name]
     callers = {"q_values": {"sweep", "greedy_policy", "value_iteration"}, "sweep": {"value_iteration"}}

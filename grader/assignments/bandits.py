@@ -109,21 +109,6 @@ def estimates(ctx, agent, episodes):
                         shape=(episodes, BANDITS), finite=False)
 
 
-def unit(name, function, run, description):
-    """A unit check of `function`; records whether it passed, for the testbed's diagnosis."""
-    def check(ctx):
-        failed = ctx.shared.setdefault("unit checks", {}).setdefault(function, [])
-        try:
-            outcome = run(ctx)
-        except SubmissionError:
-            failed.append(name)
-            raise
-        if not outcome.passed:
-            failed.append(name)
-        return outcome
-    return Check(name, check, description=description, functions=(function,))
-
-
 # ------------------------------------------------------------------ the update rule
 def simulate(actions, rewards, initial, step):
     """Estimates after the updates, for a step-size rule step(n), n the arm's count of rewards
@@ -274,11 +259,10 @@ class Testbed:
 
 def diagnosis(ctx):
     """What to look at when a testbed configuration is off, from the unit checks run so far."""
-    units = ctx.shared.get("unit checks", {})
-    failed = [name for names in units.values() for name in names]
+    failed = ctx.failed_units(SELECT, UPDATE)
     if failed:
         return "see the failed unit check(s): " + ", ".join(failed)
-    if set(units) == {SELECT, UPDATE}:
+    if ctx.unit_functions() >= {SELECT, UPDATE}:
         return (f"{SELECT} and {UPDATE} pass their unit checks, so the difference builds up over an "
                 "episode: check what carries over from step to step (each episode's estimates Q(a) and counts "
                 "N(a), the random generator) and that Agent(...) uses the epsilon, alpha and initial it is given")
@@ -345,13 +329,13 @@ ASSIGNMENT = Assignment(
     summary=SUMMARY,
     expected_time="about 3 seconds",
     checks=(
-        unit("update: sample averaging", UPDATE, update_check("sample averaging"),
-             "alpha=0: each estimate is the mean of its arm's rewards"),
-        unit("update: constant step size", UPDATE, update_check("constant step size"),
-             "alpha=0.25: Q <- Q + alpha (R - Q), starting from initial=1"),
-        unit("select: greedy", SELECT, check_greedy, "epsilon=0 picks the largest estimate"),
-        unit("select: epsilon exploration", SELECT, check_exploration,
-             "epsilon=0.2 picks a uniformly random arm 20% of the time"),
+        Check("update: sample averaging", functions=(UPDATE,), run=update_check("sample averaging"),
+              description="alpha=0: each estimate is the mean of its arm's rewards"),
+        Check("update: constant step size", functions=(UPDATE,), run=update_check("constant step size"),
+              description="alpha=0.25: Q <- Q + alpha (R - Q), starting from initial=1"),
+        Check("select: greedy", functions=(SELECT,), run=check_greedy, description="epsilon=0 picks the largest estimate"),
+        Check("select: epsilon exploration", functions=(SELECT,), run=check_exploration,
+              description="epsilon=0.2 picks a uniformly random arm 20% of the time"),
         Check("testbed: epsilon 0.1, averaging", check_testbed(0.1, 0.0, 0.0), points=2, functions=BOTH,
               description=describe(0.1, 0.0, 0.0)),
         Check("testbed: epsilon 0, optimistic initial 1, alpha 0.15", check_testbed(0.0, 0.15, 1.0), points=2,

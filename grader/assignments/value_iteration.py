@@ -197,26 +197,6 @@ def random_values(ctx, label, states):
     return ctx.secret_rng("values", label).uniform(0.0, 1.0, size=states)
 
 
-def unit(name, function, run, description):
-    """A unit check of `function`; records whether it passed, for the maps' diagnoses."""
-    def check(ctx):
-        failed = ctx.shared.setdefault("unit checks", {}).setdefault(function, [])
-        try:
-            outcome = run(ctx)
-        except SubmissionError:  # another function's TODO is reported as what this check needs (runner)
-            failed.append(name)
-            raise
-        if not outcome.passed:
-            failed.append(name)
-        return outcome
-    return Check(name, check, description=description, functions=(function,))
-
-
-def failed_units(ctx, *functions):
-    units = ctx.shared.get("unit checks", {})
-    return [name for function in (functions or units) for name in units.get(function, [])]
-
-
 # ------------------------------------------------------------------ q_values
 def q_bugs(model, v, gamma):
     """{likely bug: the action values [S, A] it gives}, for likely_bug."""
@@ -315,7 +295,7 @@ def check_sweep(ctx):
                                                                           axis=1))
                    for bug, bugged in q_bugs(model, v, UNIT_GAMMA).items()}
     hint = likely_bug(got, candidates)
-    if failed_units(ctx, Q):
+    if ctx.failed_units(Q):
         hint = (f"{hint}; " if hint else "") + f"{Q}, which {SWEEP} may use, fails its own check: fix it first"
     s = int(np.argmax(np.abs(got - expected)))
     return Outcome(False, f"{where}: v_(k+1)({s}) is {got[s]:.5f}, expected max_a q({s}, a) = {expected[s]:.5f}"
@@ -351,8 +331,8 @@ def stopping_diagnosis(ctx, model, v, gamma, theta):
     if k is not None:
         return (f"stopping too early: the values are those after {k} sweeps, whose largest change was "
                 f"{changes[k - 1].max():.2e}, not yet below theta = {theta:g}; that happens after {K} sweeps")
-    if failed_units(ctx, Q, SWEEP):
-        return f"see the failed check(s): {', '.join(failed_units(ctx, Q, SWEEP))}"
+    if ctx.failed_units(Q, SWEEP):
+        return f"see the failed check(s): {', '.join(ctx.failed_units(Q, SWEEP))}"
     return "stopping too early, or the loop does not repeat the sweep from the previous sweep's values"
 
 
@@ -419,7 +399,7 @@ def check_greedy_policy(ctx):
     q = model.q(v, UNIT_GAMMA)
     s = wrong[0]
     hint = policy_hint(model, policy, v, UNIT_GAMMA)
-    if failed_units(ctx, Q):
+    if ctx.failed_units(Q):
         hint = (f"{hint}; " if hint else "") + f"{Q}, which {GREEDY} may use, fails its own check: fix it first"
     return Outcome(False, f"{where}: {len(wrong)} of {model.states} states get an action without the largest "
                           f"q(s, a), e.g. state {s}: action {policy[s]} ({ARROWS[policy[s]]}, q {q[s, policy[s]]:.4f})"
@@ -543,13 +523,13 @@ ASSIGNMENT = Assignment(
     summary=SUMMARY,
     expected_time="about 3 seconds",
     checks=(
-        unit("q_values: one-state Bellman backup", Q, check_q_values,
-             "q(s, a) = sum p(s', r | s, a) [r + gamma v(s')], terminal outcomes without v(s')"),
-        unit("sweep: synchronous Bellman optimality backup", SWEEP, check_sweep,
-             "v_(k+1)(s) = max_a q_k(s, a) for every state, from v_k alone"),
-        unit("greedy_policy: argmax of q", GREEDY, check_greedy_policy, "pi(s) = argmax_a q(s, a)"),
-        unit("value_iteration: stopping rule", VI, check_value_iteration,
-             "stops once max_s |v_(k+1)(s) - v_k(s)| < theta, not before"),
+        Check("q_values: one-state Bellman backup", functions=(Q,), run=check_q_values,
+              description="q(s, a) = sum p(s', r | s, a) [r + gamma v(s')], terminal outcomes without v(s')"),
+        Check("sweep: synchronous Bellman optimality backup", functions=(SWEEP,), run=check_sweep,
+              description="v_(k+1)(s) = max_a q_k(s, a) for every state, from v_k alone"),
+        Check("greedy_policy: argmax of q", functions=(GREEDY,), run=check_greedy_policy, description="pi(s) = argmax_a q(s, a)"),
+        Check("value_iteration: stopping rule", functions=(VI,), run=check_value_iteration,
+              description="stops once max_s |v_(k+1)(s) - v_k(s)| < theta, not before"),
     ) + tuple(Check(f"{map_name(name, slippery)}: v* and greedy policy", check_map(name, slippery, gamma, theta),
                     points=2, description=f"gamma {gamma:g}, theta {theta:g}", functions=(Q, SWEEP, VI, GREEDY))
               for name, slippery, gamma, theta in MAPS),
