@@ -113,7 +113,7 @@ def decode(data, arrays, resolve=None, depth=0):
     raise ProtocolError(f"unexpected value of type {type(data).__name__}")
 
 
-def send(fd, header, arrays=(), max_header=MAX_PARENT_HEADER_BYTES):
+def send(fd, header, arrays=(), max_header=MAX_PARENT_HEADER_BYTES, write_some=os.write):
     header = dict(header, arrays=[{"dtype": a.dtype.name, "shape": list(a.shape)} for a in arrays])
     blob = json.dumps(header, allow_nan=True, separators=(",", ":")).encode()
     if len(blob) > max_header:
@@ -123,7 +123,7 @@ def send(fd, header, arrays=(), max_header=MAX_PARENT_HEADER_BYTES):
     for part in parts:
         view = memoryview(part)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[write_some(fd, view):]
 
 
 def _read_exact(fd, size, read_some):
@@ -143,7 +143,8 @@ def _array_spec(spec):
         raise ProtocolError("malformed array description")
     dtype, shape = spec["dtype"], spec["shape"]
     if (dtype not in ALLOWED_DTYPES or len(shape) > 8
-            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 40 for d in shape)):
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 40 for d in shape)
+            or math.prod(max(d, 1) for d in shape) >= 1 << 40):  # even an empty array must be a possible one
         raise ProtocolError(f"array of dtype {dtype!r} and shape {shape}"[:200])
     return dtype, tuple(shape)
 
@@ -164,8 +165,13 @@ def receive(fd, max_bytes=1 << 30, read_some=os.read, max_header=MAX_HEADER_BYTE
     sizes = [math.prod(shape) * np.dtype(dtype).itemsize for dtype, shape in shapes]
     if sum(sizes) > max_bytes:
         raise ProtocolError(f"message of {sum(sizes)} bytes exceeds the limit of {max_bytes}")
-    arrays = [np.frombuffer(_read_exact(fd, n, read_some), dtype=dtype).reshape(shape) if n else np.zeros(shape, dtype)
-              for (dtype, shape), n in zip(shapes, sizes)]
+    arrays = []
+    for (dtype, shape), n in zip(shapes, sizes):
+        data = _read_exact(fd, n, read_some) if n else b""
+        try:
+            arrays.append(np.frombuffer(data, dtype=dtype).reshape(shape) if n else np.zeros(shape, dtype))
+        except (ValueError, MemoryError) as error:
+            raise ProtocolError(f"array of dtype {dtype!r} and shape {shape}: {error}"[:200]) from None
     return header, arrays
 
 

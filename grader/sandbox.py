@@ -180,7 +180,8 @@ def gpu_binds(dev="/dev"):
     if names:
         args += ["--ro-bind", "/sys", "/sys"]
     for folder in os.environ.get("LD_LIBRARY_PATH", "").split(":"):  # the driver's libraries outside /usr
-        if folder and os.path.isdir(folder) and not Path(folder).resolve().is_relative_to("/usr"):
+        if folder and os.path.isdir(folder) and not Path(folder).resolve().is_relative_to("/usr") and any(
+                name.startswith(("libcuda", "libnvidia", "libcudnn", "libcublas")) for name in os.listdir(folder)):
             args += ["--ro-bind", folder, folder]
     return args
 
@@ -198,13 +199,14 @@ def bwrap_arguments(module, limits, device, tensorflow, fds):
         if os.path.exists(f"/etc/{name}"):
             args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
     args += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.disk_mb << 20), "--tmpfs", "/tmp",
+             "--size", str(limits.disk_mb << 20), "--tmpfs", "/dev/shm",
              "--ro-bind-data", str(fds["child"]), f"{INSIDE}/child.py",
              "--ro-bind-data", str(fds["submission"]), f"{INSIDE}/submission/{module}.py",
-             "--ro-bind-data", str(fds["passwd"]), "/etc/passwd",
-             "--chdir", "/tmp"]
+             "--ro-bind-data", str(fds["passwd"]), "/etc/passwd"]
     if tensorflow and device in ("gpu", "auto"):
         args += gpu_binds()
-    return args
+    # Only /tmp and /dev/shm are writable (size-capped tmpfs, measured): the rest is read-only.
+    return args + ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/tmp"]
 
 
 def child_environment(workdir, threads, device, tensorflow):
@@ -417,8 +419,8 @@ class Usage:
     """Measures the sandbox's processes: through its cgroup when there is one, else by scanning
     /proc for the processes of its PID namespace (bubblewrap) or of its session (no sandbox)."""
 
-    def __init__(self, root_pid, cgroup, sandboxed):
-        self.root_pid, self.cgroup, self.sandboxed = root_pid, cgroup, sandboxed
+    def __init__(self, root_pid, cgroup, sandboxed, tmpfs_bytes=None):
+        self.root_pid, self.cgroup, self.sandboxed, self.tmpfs_bytes = root_pid, cgroup, sandboxed, tmpfs_bytes
         self.namespace = None
 
     def find_namespace(self, table=None):
@@ -438,10 +440,21 @@ class Usage:
 
     def measure(self):
         """(memory bytes, processes, threads)."""
-        if self.cgroup is not None:  # the kernel's own counts: no scan of /proc
+        if self.cgroup is not None:  # the kernel's own counts (files in its tmpfs included): no scan of /proc
             return self.cgroup.memory(), len(self.cgroup.pids()), self.cgroup.tasks()
-        members = self.members(process_table())
-        return sum(row[4] for row in members), len(members), sum(row[3] for row in members)
+        table = process_table()
+        members = self.members(table)
+        memory = sum(row[4] for row in members)
+        if self.sandboxed and members:  # the files in its writable tmpfs live in memory too
+            pid = max(pid for pid, row in table.items() if row in members)  # past bubblewrap's set-up
+            for folder in ("tmp", "dev/shm"):
+                try:
+                    usage = os.statvfs(f"/proc/{pid}/root/{folder}")
+                except OSError:
+                    continue
+                if usage.f_blocks * usage.f_frsize == self.tmpfs_bytes:  # the sandbox's own tmpfs, not the host's
+                    memory += (usage.f_blocks - usage.f_bfree) * usage.f_frsize
+        return memory, len(members), sum(row[3] for row in members)
 
 
 # ------------------------------------------------------------------ the sandbox
@@ -471,6 +484,7 @@ class Sandbox:
             raise SubmissionError("too_large", f"the file has {len(self.source):,} bytes, more than the "
                                                f"{self.limits.max_submission_bytes:,} allowed")
         to_child_r, self.to_child = os.pipe()
+        os.set_blocking(self.to_child, False)  # writes wait with a deadline (a child may stop reading)
         self.from_child, from_child_w = os.pipe()
         output_r, output_w = os.pipe()
         config = {"rfd": to_child_r, "wfd": from_child_w, "module": self.module, "display": self.display_name,
@@ -509,7 +523,7 @@ class Sandbox:
         finally:
             for fd in (to_child_r, from_child_w, output_w, *fds.values()):
                 os.close(fd)
-        self.usage = Usage(self.process.pid, self.cgroup, self.isolation == "bubblewrap")
+        self.usage = Usage(self.process.pid, self.cgroup, self.isolation == "bubblewrap", self.limits.disk_mb << 20)
         self._reader = threading.Thread(target=self._read_output, args=(output_r,), daemon=True)
         self._reader.start()
         start_deadline = time.monotonic() + self.limits.start_time
@@ -617,14 +631,10 @@ class Sandbox:
         payload = {k: wire.encode(_wire_value(v), arrays) for k, v in fields.items()}
         self._request += 1
         self._stopped = False
-        message = dict(payload, op=op, target=wire_target, id=self._request)
-        try:
-            wire.send(self.to_child, message, arrays)
-        except (BrokenPipeError, OSError):
-            raise self._death(label) from None
-        services = {s.name: s for s in services}
         limit = timeout or self.limits.time
         deadline = time.monotonic() + limit
+        self._send(dict(payload, op=op, target=wire_target, id=self._request), arrays, deadline, label, limit)
+        services = {s.name: s for s in services}
         while True:
             header, fields = self._receive(deadline, label, limit)
             if header.get("id") != self._request:
@@ -636,12 +646,41 @@ class Sandbox:
             if header["op"] == "error":
                 self._raise(fields, label)
             if header["op"] == "service":
-                self._serve(services, fields, label)
+                self._serve(services, fields, label, deadline, limit)
                 continue
             self.kill()
             raise SubmissionError("protocol", f"unexpected message {header['op'][:40]!r} during {label}")
 
-    def _serve(self, services, fields, label):
+    def _wait(self, fd, write, deadline, label, limit):
+        """Waits until `fd` can be read (or written), checking the limits; kills the sandbox and
+        raises SubmissionError("timeout") at the deadline: a child that stops reading or writing
+        half-way through a message cannot hang the grader."""
+        while True:
+            now = time.monotonic()
+            if now >= self._next_check:  # measuring costs ~1 ms: at most 10 times a second
+                self._check_limits(label)
+                self._next_check = now + 0.1
+            if now >= deadline:
+                self.kill()
+                raise SubmissionError("timeout", f"timed out after {limit:.0f} s during {label}")
+            wait = min(POLL_SECONDS, deadline - now)
+            ready = select.select([], [fd], [], wait)[1] if write else select.select([fd], [], [], wait)[0]
+            if ready:
+                return
+
+    def _send(self, message, arrays, deadline, label, limit):
+        def write_some(fd, view):
+            self._wait(fd, True, deadline, label, limit)
+            try:
+                return os.write(fd, view)
+            except BlockingIOError:
+                return 0
+        try:
+            wire.send(self.to_child, message, arrays, write_some=write_some)
+        except (BrokenPipeError, ConnectionResetError):
+            raise self._death(label) from None
+
+    def _serve(self, services, fields, label, deadline, limit):
         name, method_name, args = fields.get("name"), fields.get("method"), fields.get("args", [])
         service = services.get(name) if isinstance(name, str) else None
         method = service.methods.get(method_name) if service and isinstance(method_name, str) else None
@@ -668,15 +707,12 @@ class Sandbox:
             raise
         arrays = []
         reply = {k: wire.encode(v, arrays) for k, v in reply.items()}
-        try:
-            wire.send(self.to_child, dict(reply, op=op), arrays)
-        except OSError:
-            raise self._death(label) from None
+        self._send(dict(reply, op=op), arrays, deadline, label, limit)
 
     def _raise(self, fields, label):
         kind = fields.get("kind")
         message = printable(str(fields.get("message", ""))[:500])
-        if kind not in CHILD_KINDS or (kind == "stopped" and not self._stopped):
+        if not isinstance(kind, str) or kind not in CHILD_KINDS or (kind == "stopped" and not self._stopped):
             self.kill()
             raise SubmissionError("protocol", f"a malformed error report during {label}")
         if kind == "exception":
@@ -689,31 +725,20 @@ class Sandbox:
 
     # ------------------------------------------------------------ waiting and limits
     def _receive(self, deadline, label, limit):
-        while True:
-            now = time.monotonic()
-            if now >= self._next_check:  # scanning /proc costs ~1 ms: at most 10 times a second
-                self._check_limits(label)
-                self._next_check = now + 0.1
-            if now >= deadline:
-                self.kill()
-                raise SubmissionError("timeout", f"timed out after {limit:.0f} s during {label}")
-            ready, _, _ = select.select([self.from_child], [], [], min(POLL_SECONDS, deadline - now))
-            if ready:
-                break
+        def read_some(fd, size):
+            self._wait(fd, False, deadline, label, limit)
+            return os.read(fd, size)
         try:
-            return self._read_message()
+            header, arrays = wire.receive(self.from_child, max_bytes=self.limits.max_message_bytes, read_some=read_some)
+            if not isinstance(header.get("op"), str):
+                raise wire.ProtocolError("message without an operation")
+            fields = {k: v for k, v in header.items() if k not in ("op", "id")}
+            return header, wire.decode(fields, arrays, resolve=_resolve)
         except EOFError:
             raise self._death(label) from None
         except wire.ProtocolError as error:
             self.kill()
             raise SubmissionError("protocol", f"malformed answer during {label}: {error}") from None
-
-    def _read_message(self):
-        header, arrays = wire.receive(self.from_child, max_bytes=self.limits.max_message_bytes)
-        if not isinstance(header.get("op"), str):
-            raise wire.ProtocolError("message without an operation")
-        fields = {k: v for k, v in header.items() if k not in ("op", "id")}
-        return header, wire.decode(fields, arrays, resolve=_resolve)
 
     def _check_limits(self, label):
         if self.process is None:
