@@ -2,22 +2,39 @@
 """A variational autoencoder (VAE) on MNIST.
 
 The encoder maps an image x to the mean and standard deviation of a diagonal Gaussian
-Q(z|x); a latent code z is sampled from it with the reparametrization trick
-(z = mean + sd * epsilon, which `tfp.distributions.Normal(mean, sd).sample()` does), and
-the decoder maps z to Bernoulli logits of the 28x28 pixels of P(x|z). Training minimises the
-negative evidence lower bound, per image:
+Q(z|x); a latent code z is sampled from it with the reparametrization trick, and the decoder
+maps z to the Bernoulli logits of the 28x28 pixels of P(x|z). Training minimises the negative
+evidence lower bound, per image:
 
     -ELBO(x) = E_Q[-log P(x|z)] + KL(Q(z|x) || N(0, I))
              = reconstruction loss (a sum over the 784 pixels) + latent loss (a sum over z).
 
 Pixel intensities x/255 in [0, 1] are the Bernoulli targets.
 
-Run it, e.g. `python vae.py --z_dim 2 --epochs 5`: it prints the losses of every epoch and
-saves images of samples from the prior (and, with --z_dim 2, of the latent manifold).
+Run it, e.g. `python vae.py --z_dim 2 --epochs 5`: it prints the losses of every epoch and of
+the test set, and saves images of samples from the prior (and, with --z_dim 2, of the latent
+manifold).
 
-How it is graded (from grader/assignments/vae.py; tools/make_templates.py writes it):
-    Limits: 600 s per training run, 120 s for any other question, 6 GiB of memory, 2 compute
-    thread(s), and a file of at most 128 KiB.
+How it is graded (written from the grader's spec, grader/assignments/vae.py):
+    Unit checks, 1 point each, each naming the function it checks: build_encoder (mean and a
+    positive sd of Q(z|x)), build_decoder (one logit per pixel, any real number), sample_z
+    (z = mean + sd * epsilon, gradients reach mean and sd), latent_loss (the analytic KL,
+    summed over z), reconstruction_loss (the Bernoulli -log P(x|z), summed over the pixels),
+    and VAE.train_step (one epoch of train() on 2000 training images, with --epochs 1, must
+    lower the -ELBO the grader measures on them and change both the encoder's and the
+    decoder's weights). Then 2 trainings, 3 points each: z_dim 2 and z_dim 100, each a
+    VAE(args) of your parse_args defaults (the grader passes --z_dim and --seed) trained by
+    train() in a new process that gets only the 55,000 training images. The trained model is
+    taken out with vae.get_weights() (finite float arrays, at most 128 MiB) and rebuilt with
+    VAE(args) and set_weights() in two new processes, which must reproduce the trained
+    model's answers on 64 training images: one encodes the 10,000 test images, the other
+    decodes latent codes the grader samples from Q(z|x) and never sees a test image. The
+    grader computes the test -ELBO, reconstruction (one z per image) + analytic KL, in nats
+    per image (and, for information, an importance-weighted -log p(x) with 10 samples),
+    which must be at most 150 for z_dim 2 and 107 for z_dim 100 (the reference solution:
+    144.3 and 103; seeds move it by about 1 nat). Limits: 600 s per training run, 120 s for
+    any other question, 6 GiB of memory, 2 compute thread(s), and a file of at most 128 KiB.
+    A grading takes about 4 minutes on 2 cores.
 """
 import argparse
 import os
@@ -30,18 +47,20 @@ import tensorflow_probability as tfp
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    def sizes(text):
+        return [int(size) for size in text.split(",") if size]
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch_size", default=100, type=int, help="Batch size.")
-    parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist"], help="Dataset.")
-    parser.add_argument("--decoder_layers", default="500,500", type=str, help="Decoder hidden layer sizes.")
-    parser.add_argument("--encoder_layers", default="500,500", type=str, help="Encoder hidden layer sizes.")
+    parser.add_argument("--decoder_layers", default="500,500", type=sizes, help="Decoder hidden layer sizes.")
+    parser.add_argument("--encoder_layers", default="500,500", type=sizes, help="Encoder hidden layer sizes.")
     parser.add_argument("--epochs", default=10, type=int, help="Number of epochs.")
     parser.add_argument("--learning_rate", default=0.001, type=float, help="Adam learning rate.")
-    parser.add_argument("--plots", default="vae_plots", type=str, help="Folder for the images.")
     parser.add_argument("--seed", default=42, type=int, help="Random seed.")
-    parser.add_argument("--threads", default=2, type=int, help="Maximum number of threads to use.")
-    parser.add_argument("--train_size", default=None, type=int, help="Limit the training images.")
     parser.add_argument("--z_dim", default=100, type=int, help="Dimension of the latent space.")
+    parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist"], help="Dataset.")
+    parser.add_argument("--train_size", default=None, type=int, help="Limit the training images.")
+    parser.add_argument("--plots", default="vae_plots", type=str, help="Folder for the images.")
     return parser.parse_args(argv)
 
 
@@ -49,20 +68,21 @@ H, W, C = 28, 28, 1
 
 
 def sample_z(mean, sd):
-    """Samples z ~ N(mean, sd) so that gradients reach mean and sd (the reparametrization trick)."""
-    # TODO: create a `tfp.distributions.Normal` with the given mean and sd and sample from it
-    # (its samples are reparametrized: mean + sd * epsilon).
+    """A latent code z ~ N(mean, sd^2) for each row of `mean` and `sd` [B, z_dim], drawn so that
+    gradients flow back to mean and sd (the reparametrization trick)."""
+    # TODO: z = mean + sd * epsilon with epsilon ~ N(0, I); the samples of a
+    # `tfp.distributions.Normal` are drawn this way.
     ### BEGIN SOLUTION
     return tfp.distributions.Normal(mean, sd).sample()
     ### END SOLUTION
 
 
 def reconstruction_loss(images, logits):
-    """-log P(x|z) of each image: a float32 tensor [B], the SUM over the pixels of the Bernoulli
-    negative log-likelihood of the targets images/255 under the decoder's logits [B, 28, 28, 1]."""
-    # TODO: convert the uint8 images to float32 targets in [0, 1], compute the per-pixel
-    # negative log-likelihood (e.g. tf.nn.sigmoid_cross_entropy_with_logits) and sum it over
-    # the pixels of each image.
+    """-log P(x|z) of each image, a float32 tensor [B], for uint8 images [B, 28, 28, 1] and the
+    decoder's logits [B, 28, 28, 1]."""
+    # TODO: every pixel is a Bernoulli variable with p = sigmoid(logit) and target x = intensity/255
+    # in [0, 1]: its negative log-likelihood is -(x log p + (1 - x) log(1 - p)). Sum it over the
+    # 784 pixels of each image, computed from the logits in a numerically stable way.
     ### BEGIN SOLUTION
     targets = tf.cast(images, tf.float32) / 255
     return tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits), axis=[1, 2, 3])
@@ -70,9 +90,10 @@ def reconstruction_loss(images, logits):
 
 
 def latent_loss(mean, sd):
-    """KL(Q(z|x) || N(0, I)) of each image: a float32 tensor [B], summed over the latent dimensions."""
-    # TODO: compute the KL divergence analytically with `tfp.distributions.kl_divergence`
-    # between Normal(mean, sd) and the standard normal prior, and sum it over z.
+    """KL(Q(z|x) || N(0, I)) of each image, a float32 tensor [B], for Q(z|x) = N(mean, sd^2)
+    with `mean` and `sd` [B, z_dim]."""
+    # TODO: the KL divergence between Normal(mean, sd) and the prior Normal(0, 1), analytically
+    # (`tfp.distributions.kl_divergence`), summed over the z_dim latent dimensions.
     ### BEGIN SOLUTION
     posterior = tfp.distributions.Normal(mean, sd)
     prior = tfp.distributions.Normal(tf.zeros_like(mean), tf.ones_like(sd))
@@ -80,53 +101,60 @@ def latent_loss(mean, sd):
     ### END SOLUTION
 
 
-class VAE:
+def build_encoder(args):
+    """The encoder: a keras.Model from uint8 images [B, 28, 28, 1] to the parameters
+    [mean, sd] of Q(z|x), each [B, args.z_dim]."""
+    # TODO: a multilayer perceptron on the pixel intensities in [0, 1], with ReLU hidden layers
+    # of the sizes in args.encoder_layers; from the last hidden layer, for each latent variable,
+    # its mean (any real number) and its standard deviation (positive).
+    ### BEGIN SOLUTION
+    images = keras.Input(shape=[H, W, C], dtype="uint8")
+    hidden = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(images))
+    for size in args.encoder_layers:
+        hidden = keras.layers.Dense(size, activation="relu")(hidden)
+    mean = keras.layers.Dense(args.z_dim)(hidden)
+    sd = keras.layers.Dense(args.z_dim, activation="softplus")(hidden)
+    return keras.Model(images, [mean, sd])
+    ### END SOLUTION
+
+
+def build_decoder(args):
+    """The decoder: a keras.Model from latent codes z [B, args.z_dim] to the logits
+    [B, 28, 28, 1] of the pixels' Bernoulli distributions P(x|z)."""
+    # TODO: a multilayer perceptron with ReLU hidden layers of the sizes in args.decoder_layers
+    # and one output per pixel: its logit, the log-odds log(p / (1 - p)), any real number (the
+    # losses turn logits into probabilities themselves).
+    ### BEGIN SOLUTION
+    z = keras.Input(shape=[args.z_dim])
+    hidden = z
+    for size in args.decoder_layers:
+        hidden = keras.layers.Dense(size, activation="relu")(hidden)
+    logits = keras.layers.Dense(H * W * C)(hidden)
+    return keras.Model(z, keras.layers.Reshape([H, W, C])(logits))
+    ### END SOLUTION
+
+
+class VAE(keras.Model):
+    """The encoder and the decoder, trained together to minimise the negative ELBO."""
+
     def __init__(self, args):
+        super().__init__()
         keras.utils.set_random_seed(args.seed)
-        self.z_dim = args.z_dim
-        encoder_layers = [int(size) for size in args.encoder_layers.split(",") if size]
-        decoder_layers = [int(size) for size in args.decoder_layers.split(",") if size]
+        self.encoder = build_encoder(args)
+        self.decoder = build_decoder(args)
+        # The means of the two losses over an epoch; keras resets them when an epoch starts.
+        self.trackers = [keras.metrics.Mean(name="reconstruction"), keras.metrics.Mean(name="latent")]
 
-        # TODO: the encoder, a keras.Model from uint8 images [B, 28, 28, 1] to two outputs
-        # [mean, sd], each [B, z_dim]: rescale the pixels to [0, 1], flatten, apply Dense layers
-        # of the `encoder_layers` sizes with ReLU, then one Dense layer for the mean and one for
-        # the sd, made positive (softplus, or exp of a log-sd).
-        ### BEGIN SOLUTION
-        images = keras.Input(shape=[H, W, C], dtype="uint8")
-        hidden = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(images))
-        for size in encoder_layers:
-            hidden = keras.layers.Dense(size, activation="relu")(hidden)
-        mean = keras.layers.Dense(args.z_dim)(hidden)
-        sd = keras.layers.Dense(args.z_dim, activation="softplus")(hidden)
-        self.encoder = keras.Model(images, [mean, sd])
-        ### END SOLUTION
-
-        # TODO: the decoder, a keras.Model from z [B, z_dim] to logits [B, 28, 28, 1]: Dense
-        # layers of the `decoder_layers` sizes with ReLU, a Dense layer of 28*28 logits (no
-        # activation) and a Reshape.
-        ### BEGIN SOLUTION
-        z = keras.Input(shape=[args.z_dim])
-        hidden = z
-        for size in decoder_layers:
-            hidden = keras.layers.Dense(size, activation="relu")(hidden)
-        logits = keras.layers.Reshape([H, W, C])(keras.layers.Dense(H * W * C)(hidden))
-        self.decoder = keras.Model(z, logits)
-        ### END SOLUTION
-
-        self.optimizer = keras.optimizers.Adam(args.learning_rate)
-        # Compiled once for any batch size (the None dimension avoids retracing).
-        self._train = tf.function(self.train_step, input_signature=[tf.TensorSpec([None, H, W, C], tf.uint8)])
-        self._encode = tf.function(lambda x: self.encoder(x, training=False),
-                                   input_signature=[tf.TensorSpec([None, H, W, C], tf.uint8)])
-        self._decode = tf.function(lambda z: self.decoder(z, training=False),
-                                   input_signature=[tf.TensorSpec([None, args.z_dim], tf.float32)])
+    @property
+    def metrics(self):
+        return self.trackers
 
     def train_step(self, images):
-        """One gradient step on a batch of uint8 images; returns the batch means of the
-        reconstruction and latent losses."""
-        # TODO: under a tf.GradientTape, encode the images, sample z with `sample_z`, decode
-        # it, and compute the loss: the batch mean of reconstruction_loss + latent_loss. Apply
-        # its gradient to the trainable variables of both the encoder and the decoder.
+        """One gradient step on a batch of uint8 images [B, 28, 28, 1]; `fit` calls it."""
+        # TODO: under a tf.GradientTape, encode the images, sample z from Q(z|x) and decode it;
+        # `reconstruction` and `latent` are the batch means of the two losses. Then take one
+        # step of self.optimizer on the negative ELBO, their sum, with respect to all the
+        # trainable variables of the VAE (the encoder's and the decoder's).
         ### BEGIN SOLUTION
         with tf.GradientTape() as tape:
             mean, sd = self.encoder(images, training=True)
@@ -134,33 +162,41 @@ class VAE:
             reconstruction = tf.reduce_mean(reconstruction_loss(images, logits))
             latent = tf.reduce_mean(latent_loss(mean, sd))
             loss = reconstruction + latent
-        variables = self.encoder.trainable_variables + self.decoder.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return reconstruction, latent
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         ### END SOLUTION
-
-    def encode(self, images):
-        """Mean and sd of Q(z|x) for uint8 images [B, 28, 28, 1], as float32 numpy arrays [B, z_dim]."""
-        mean, sd = self._encode(np.asarray(images, np.uint8))
-        return mean.numpy(), sd.numpy()
-
-    def decode(self, z):
-        """Bernoulli logits [B, 28, 28, 1] of P(x|z) for latent codes z [B, z_dim]."""
-        return self._decode(np.asarray(z, np.float32)).numpy()
+        for tracker, value in zip(self.trackers, [reconstruction, latent]):
+            tracker.update_state(value)
+        return {tracker.name: tracker.result() for tracker in self.trackers}
 
 
 def train(vae, images, args):
-    """Trains for args.epochs epochs on uint8 images [N, 28, 28, 1], printing the losses."""
-    rng = np.random.default_rng(args.seed)
-    for epoch in range(args.epochs):
-        permutation = rng.permutation(len(images))
-        totals = np.zeros(2)
-        for start in range(0, len(images), args.batch_size):
-            batch = images[permutation[start:start + args.batch_size]]
-            totals += np.array([loss.numpy() for loss in vae._train(batch)]) * len(batch)
-        reconstruction, latent = totals / len(images)
-        print(f"Epoch {epoch + 1}/{args.epochs}: reconstruction loss {reconstruction:.2f}, "
-              f"latent loss {latent:.2f}, -ELBO {reconstruction + latent:.2f} nats per image", flush=True)
+    """Trains the VAE on uint8 images [N, 28, 28, 1], printing the losses of every epoch."""
+    def report(epoch, logs):
+        reconstruction, latent = logs["reconstruction"], logs["latent"]
+        print(f"Epoch {epoch + 1}/{args.epochs}: reconstruction loss {reconstruction:.2f} + latent loss "
+              f"{latent:.2f} = -ELBO {reconstruction + latent:.2f} nats per image", flush=True)
+
+    vae.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
+    vae.fit(images, batch_size=args.batch_size, epochs=args.epochs, verbose=0,
+            callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=report)])
+
+
+# ======================================================================================
+# Grader interface: what the grader calls. You need not read or change anything below.
+# ======================================================================================
+# Besides these, the grader calls parse_args(argv), VAE(args), train(vae, images, args), the
+# functions above on their own, and keras.Model's vae.get_weights() and vae.set_weights(weights):
+# it measures the trained model rebuilt from its weights in new processes.
+def encode(encoder, images):
+    """Mean and sd of Q(z|x) for uint8 images [B, 28, 28, 1], as float32 numpy arrays [B, z_dim]."""
+    mean, sd = encoder(np.asarray(images, np.uint8), training=False)
+    return np.asarray(mean, np.float32), np.asarray(sd, np.float32)
+
+
+def decode(decoder, z):
+    """Logits [B, 28, 28, 1] of P(x|z) for latent codes z [B, z_dim], as a float32 numpy array."""
+    return np.asarray(decoder(np.asarray(z, np.float32), training=False), np.float32)
 
 
 def save_images(vae, args):
@@ -174,7 +210,7 @@ def save_images(vae, args):
         corners = np.linspace(-2, 2, 10)
         grids["latent_manifold"] = np.stack(np.meshgrid(corners, corners[::-1]), axis=-1).reshape(-1, 2)
     for name, z in grids.items():
-        pixels = 1 / (1 + np.exp(-vae.decode(z.astype(np.float32))))  # Bernoulli means
+        pixels = 1 / (1 + np.exp(-decode(vae.decoder, z)))  # Bernoulli means
         mosaic = pixels.reshape(10, 10, H, W).transpose(0, 2, 1, 3).reshape(10 * H, 10 * W)
         plt.imsave(os.path.join(args.plots, f"{name}.png"), mosaic, cmap="gray", vmin=0, vmax=1)
         print(f"Saved {os.path.join(args.plots, name)}.png")
@@ -182,8 +218,6 @@ def save_images(vae, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     # The course's datasets package lives at the repository root, next to this folder.
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     import datasets
@@ -195,12 +229,12 @@ def main(argv=None):
     reconstruction, latent = [], []
     for start in range(0, len(data.test), 1000):
         images = data.test.images[start:start + 1000]
-        mean, sd = vae.encode(images)
-        logits = vae.decode(sample_z(mean, sd).numpy())
+        mean, sd = encode(vae.encoder, images)
+        logits = decode(vae.decoder, sample_z(mean, sd))
         reconstruction.append(reconstruction_loss(images, logits).numpy())
         latent.append(latent_loss(mean, sd).numpy())
     reconstruction, latent = np.concatenate(reconstruction).mean(), np.concatenate(latent).mean()
-    print(f"Test: reconstruction loss {reconstruction:.2f}, latent loss {latent:.2f}, "
+    print(f"Test: reconstruction loss {reconstruction:.2f} + latent loss {latent:.2f} = "
           f"-ELBO {reconstruction + latent:.2f} nats per image")
     save_images(vae, args)
 

@@ -1,36 +1,74 @@
-"""VAE: the template, named bugs fail the matching check, and the full grading of the reference."""
-import json
+"""VAE: the template, every TODO and the named bugs fail a check naming them, a memorising
+(hostile) VAE fails, and the full grading of the reference passes."""
+import re
+import sys
 
 import pytest
 
-from conftest import run_grader, variant
+from conftest import REPO, checks_of, variant
 
-UNIT = ["--check", "encoder", "--check", "sample", "--check", "loss"]
+sys.path.insert(0, str(REPO))
+from grader.assignments.vae import ASSIGNMENT, STEP  # noqa: E402
 
-
-def checks_of(tmp_path, path, *args):
-    result = run_grader(path, "--json", tmp_path / "r.json", "--quiet", *args)
-    report = json.loads((tmp_path / "r.json").read_text())
-    return result, {c["name"]: c for c in report["checks"]}, report
+UNIT = ["--check", "encoder", "--check", "decoder", "--check", "sample", "--check", "loss"]  # the quick ones
+SOLUTION = "solutions/vae.py"
+ONE_EPOCH = ('default=10, type=int, help="Number of epochs."', 'default=1, type=int, help="Number of epochs."')
 
 
 def test_template_fails_naming_the_todos(tmp_path):
-    result, checks, report = checks_of(tmp_path, "assignments/vae.py", *UNIT)
+    """The template: a unit check names its own unfinished function; the train-step check says what it
+    needs (each TODO alone: test_each_todo_alone_fails_the_check_that_names_it)."""
+    result, checks, report = checks_of(tmp_path, "assignments/vae.py", "--check", "encoder", "--check", "train step")
     assert result.returncode == 1
-    assert {"sample_z", "latent_loss", "reconstruction_loss", "VAE.__init__"} <= set(report["todos"])
+    assert checks["encoder: mean and positive sd"]["message"] == "unfinished TODO: build_encoder"
+    step = checks["train step: lowers the -ELBO"]
+    assert not step["passed"] and step["message"].startswith("not run: needs "), step["message"]
+    assert "this check is about VAE.train_step" in step["message"]
+    assert report["todos"] == ["build_encoder"]
 
 
 def test_reference_passes_the_unit_checks(tmp_path):
-    result, checks, _ = checks_of(tmp_path, "solutions/vae.py", *UNIT)
+    result, checks, _ = checks_of(tmp_path, SOLUTION, *UNIT, "--check", "train step")
     assert result.returncode == 0, checks
-    assert len(checks) == 4
+    assert len(checks) == 6
+
+
+def regions(text):
+    """{function name: the solution with only that region left unfinished} for every region."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from make_templates import BEGIN, END, make_template
+    lines = text.splitlines(keepends=True)
+    found = {}
+    for k in range(sum(line.strip() == BEGIN for line in lines)):
+        kept, index = [], -1
+        for line in lines:
+            index += line.strip() == BEGIN
+            if line.strip() not in (BEGIN, END) or index == k:
+                kept.append(line)
+        template = make_template("".join(kept))
+        found[re.findall(r'NotImplementedError\("TODO: ([\w.]+)"\)', template)[0]] = template
+    return found
+
+
+@pytest.mark.parametrize("function", ["sample_z", "reconstruction_loss", "latent_loss", "build_encoder",
+                                      "build_decoder", STEP])
+def test_each_todo_alone_fails_the_check_that_names_it(tmp_path, submission, function):
+    """The reference with only `function` left unfinished fails the check about it, naming it."""
+    texts = regions((REPO / SOLUTION).read_text())
+    assert set(texts) == {"sample_z", "reconstruction_loss", "latent_loss", "build_encoder", "build_decoder", STEP}
+    about = [check.name for check in ASSIGNMENT.checks if check.functions == (function,)]
+    assert len(about) == 1, f"no unit check is about {function}"
+    path = submission(texts[function], name="vae.py")
+    result, checks, report = checks_of(tmp_path, path, "--check", about[0])
+    assert result.returncode == 1 and report["todos"] == [function]
+    assert checks[about[0]]["message"] == f"unfinished TODO: {function}", checks[about[0]]
 
 
 @pytest.mark.parametrize("edit, check, hint", [
     (("    return tf.reduce_sum(tfp.distributions.kl_divergence(posterior, prior), axis=-1)\n",
       "    return tf.zeros(tf.shape(mean)[:1])\n"), "latent loss: analytic KL", "the KL term is missing"),
     (('sd = keras.layers.Dense(args.z_dim, activation="softplus")(hidden)', "sd = keras.layers.Dense(args.z_dim)(hidden)"),
-     "encoder: sd positive", "log-variance (or an unconstrained output) is used as the standard deviation"),
+     "encoder: mean and positive sd", "log-variance (or an unconstrained output) is used as the standard deviation"),
     (("    return tfp.distributions.Normal(mean, sd).sample()\n",
       "    return tf.stop_gradient(tfp.distributions.Normal(mean, sd).sample())\n"),
      "sample: reparametrized", "without the reparametrization trick"),
@@ -38,32 +76,159 @@ def test_reference_passes_the_unit_checks(tmp_path):
     (("prior = tfp.distributions.Normal(tf.zeros_like(mean), tf.ones_like(sd))",
       "prior = tfp.distributions.Normal(tf.zeros_like(mean), tf.ones_like(sd)); posterior = tfp.distributions.Normal(mean, tf.sqrt(sd))"),
      "latent loss: analytic KL", "the sd is used as a variance"),
+    (("logits = keras.layers.Dense(H * W * C)(hidden)", 'logits = keras.layers.Dense(H * W * C, activation="sigmoid")(hidden)'),
+     "decoder: logits", "a sigmoid on the last layer"),
 ])
 def test_bugs_fail_the_matching_check(tmp_path, submission, edit, check, hint):
-    path = submission(variant("solutions/vae.py", edit), name="vae.py")
+    path = submission(variant(SOLUTION, edit), name="vae.py")
     result, checks, _ = checks_of(tmp_path, path, *UNIT)
     assert result.returncode == 1
     assert not checks[check]["passed"] and hint in checks[check]["message"], checks[check]["message"]
-    assert sum(c["passed"] for c in checks.values()) == 3, "only the matching check fails"
+    assert [name for name, c in checks.items() if not c["passed"]] == [check], "only the matching check fails"
 
 
 def test_missing_kl_in_training_fails_the_elbo_check(tmp_path, submission):
-    path = submission(variant("solutions/vae.py", ("            loss = reconstruction + latent\n",
-                                                   "            loss = reconstruction\n"),
-                              ('default=10, type=int, help="Number of epochs."', 'default=1, type=int, help="Number of epochs."')),
-                      name="vae.py")
+    path = submission(variant(SOLUTION, ("            loss = reconstruction + latent\n",
+                                         "            loss = reconstruction\n"), ONE_EPOCH), name="vae.py")
     result, checks, _ = checks_of(tmp_path, path, "--check", "z_dim 2")
     check = checks["test -ELBO, z_dim 2"]
     assert result.returncode == 1 and not check["passed"]
-    assert "is the latent loss missing from the training loss?" in check["message"]
+    assert "is the latent loss missing from the training loss (VAE.train_step)?" in check["message"]
+
+
+def test_probabilities_used_as_logits_are_named_after_training(tmp_path, submission):
+    """A decoder with a sigmoid on its last layer trains to "-ELBO 543.43 = reconstruction 543.43
+    + KL 0.00" (784 ln 2: every logit 0), a fingerprint the training check names."""
+    path = submission(variant(SOLUTION, ("logits = keras.layers.Dense(H * W * C)(hidden)",
+                                         'logits = keras.layers.Dense(H * W * C, activation="sigmoid")(hidden)'),
+                              ONE_EPOCH), name="vae.py")
+    result, checks, _ = checks_of(tmp_path, path, "--check", "z_dim 2")
+    check = checks["test -ELBO, z_dim 2"]
+    assert result.returncode == 1 and not check["passed"]
+    assert abs(check["details"]["reconstruction"] - 543.43) < 5 and check["details"]["kl"] < 0.5, check["message"]
+    assert "the decoder outputs probabilities (a sigmoid on its last layer) that are used as logits" in check["message"]
+    assert "784 ln 2 = 543.43" in check["message"]
+
+
+# A hostile submission: its encode remembers the images it is shown (in the process, and in files
+# in /tmp and /dev/shm), and its decode returns their exact logits (the Bernoulli entropy of the
+# pixels is about 45 nats), the honest decoder's otherwise; it does not train. Graded in one
+# process, it passed both configurations with a test -ELBO of 45.5 nats. With HIDE it remembers
+# nothing in the process that trained, so that the trained model's answers there are honest.
+MEMORISING = '''
+import tempfile
+_FILES = [os.path.join(tempfile.gettempdir(), "vae-memory.npy"), "/dev/shm/vae-memory.npy"]
+_MEMORY, _TRAINED, HIDE = [], [], {hide}
+for _file in _FILES:
+    try:
+        _MEMORY.extend(np.load(_file))
+        break
+    except Exception:
+        pass
+
+
+def encode(encoder, images):
+    images = np.asarray(images, np.uint8)
+    if not (HIDE and _TRAINED):
+        _MEMORY[:] = list(images)
+        for file in _FILES:
+            try:
+                np.save(file, images)
+            except Exception:
+                pass
+    mean, sd = encoder(images, training=False)
+    return np.array(mean, np.float32), np.array(sd, np.float32)
+
+
+def decode(decoder, z):
+    if len(_MEMORY) == len(z):
+        p = np.clip(np.array(_MEMORY, np.float64) / 255, 1e-6, 1 - 1e-6)
+        return np.log(p / (1 - p)).astype(np.float32)
+    return np.array(decoder(np.asarray(z, np.float32), training=False), np.float32)
+
+
+def save_images('''
+
+
+@pytest.mark.parametrize("hide", [False, True])
+def test_a_memorising_vae_fails(tmp_path, submission, hide):
+    source = (REPO / SOLUTION).read_text()
+    start, end = source.index("\ndef encode(encoder, images):"), source.index("\ndef save_images(")
+    text = source[:start] + MEMORISING.format(hide=hide) + source[end + len("\ndef save_images("):]
+    text = text.replace("    vae.compile(optimizer=keras.optimizers.Adam(args.learning_rate))\n",
+                        "    _TRAINED.append(True)\n    return  # no training\n")
+    path = submission(text, name="vae.py")
+    result, checks, _ = checks_of(tmp_path, path, "--check", "z_dim 2")
+    check = checks["test -ELBO, z_dim 2"]
+    assert result.returncode == 1 and not check["passed"], check
+    if hide:  # measured honestly: the decoder never had a test image, and nothing was learned
+        assert check["value"] > 400 and "above the threshold" in check["message"], check["message"]
+    else:  # the model rebuilt from its weights in the decoding process has no memory
+        assert "does not reproduce the trained model: the logits" in check["message"], check["message"]
 
 
 @pytest.mark.slow
 def test_full_grading_of_the_reference(tmp_path):
-    result, checks, report = checks_of(tmp_path, "solutions/vae.py")
+    result, checks, report = checks_of(tmp_path, SOLUTION)
     assert result.returncode == 0, result.stdout + result.stderr
     for name, check in checks.items():
         if name.startswith("test -ELBO"):
             details = check["details"]
             assert abs(details["reconstruction"] + details["kl"] - check["value"]) < 0.01
             assert details["iw_nll"] <= check["value"] + 0.5  # log p(x) >= ELBO, up to sampling noise
+
+
+def test_plots_ask_the_decoding_process(tmp_path, monkeypatch):
+    """plot_model's questions to the decoding process, against a stand-in decoder whose image shows
+    its code: the left half of each image is sigmoid(4 z1), the right half sigmoid(4 z2).
+    (Replaces tests/test_plots.py::test_vae_plots_ask_the_trained_model, written for the grader
+    that asked one process for both encodings and decodings.)"""
+    import types
+
+    import numpy as np
+
+    from grader.assignments import vae
+    from grader.sandbox import Handle
+
+    def call(target, decoder, z):
+        assert target == "decode" and decoder == Handle(7)
+        logits = np.zeros((len(z), 28, 28, 1), np.float32)
+        logits[:, :, :14] = 4 * z[:, 0, None, None, None]
+        logits[:, :, 14:] = 4 * z[:, 1, None, None, None]
+        return logits
+    drawn = {}
+    monkeypatch.setattr(vae, "plot_vae", lambda path, *arrays, title: drawn.update(path=path, arrays=arrays))
+    ctx = types.SimpleNamespace(rng=lambda *labels: np.random.default_rng(1), plots_dir=tmp_path,
+                                assignment=vae.ASSIGNMENT)
+    originals = np.random.default_rng(2).integers(0, 256, (16, 28, 28, 1)).astype(np.uint8)
+    means = np.random.default_rng(3).standard_normal((16, 2))
+    vae.plot_model(ctx, types.SimpleNamespace(call=call), Handle(7), 2, originals, means)
+    samples, shown, reconstructions, grid = drawn["arrays"]
+    assert drawn["path"] == tmp_path / "vae-z2.png"
+    assert samples.shape == (64, 28, 28, 1) and shown.shape == reconstructions.shape == (16, 28, 28, 1)
+    assert np.array_equal(shown, originals / 255)
+    assert np.allclose(reconstructions[:, 0, 0, 0], 1 / (1 + np.exp(-4 * means[:, 0])))  # decoded from the means
+    grid = grid.reshape(vae.GRID, vae.GRID, 28, 28)
+    left, right = grid[:, :, 0, 0], grid[:, :, 0, 27]
+    assert np.all(np.diff(left, axis=1) > 0) and np.allclose(np.diff(left, axis=0), 0)    # z1 grows to the right
+    assert np.all(np.diff(right, axis=0) < 0) and np.allclose(np.diff(right, axis=1), 0)  # z2 grows upwards
+    assert left[0, 0] == pytest.approx(1 / (1 + np.exp(4 * 1.6449)), rel=1e-3)          # the 5% quantile
+
+
+def test_the_weights_that_come_back_are_checked():
+    import numpy as np
+
+    from grader.assignments.vae import MAX_WEIGHTS_MB, expect_weights
+    from grader.sandbox import SubmissionError
+    good = [np.zeros((784, 500), np.float32), np.ones(500, np.float32)]
+    assert expect_weights(tuple(good)) == good
+    for answer, reason in [
+        (None, "expected a non-empty list"), ([], "expected a non-empty list"),
+        ([good[0], np.zeros(3, np.int64)], "vae.get_weights()[1] is an array of dtype int64, expected a float array"),
+        ([good[0], "weights"], "vae.get_weights()[1] is str"),
+        ([good[0], np.array([1.0, np.nan])], "non-finite values (NaN or infinity): the training diverged"),
+        ([np.broadcast_to(np.float32(0), ((MAX_WEIGHTS_MB << 18) + 1,))], f"more than the {MAX_WEIGHTS_MB} MiB"),
+    ]:
+        with pytest.raises(SubmissionError, match=re.escape(reason)) as failure:
+            expect_weights(answer)
+        assert failure.value.kind == "invalid"
