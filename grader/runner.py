@@ -200,7 +200,8 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
                     outcome = check.run(ctx)
                 except SubmissionError as failure:
                     outcome = failed(check, failure)
-                    ctx.close()  # the child's state is unknown now: the next check starts afresh
+                    if failure.kind not in ("todo", "invalid"):  # (those leave the child as it was)
+                        ctx.close()  # the child's state is unknown now: the next check starts afresh
                     if failure.kind == "todo":
                         todos.append(todo_name(failure))
                 except (DeviceUnavailable, Cancelled):
