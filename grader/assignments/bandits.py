@@ -11,8 +11,8 @@ rewards of the arms it pulled.
 Each unit check names the function it checks, and the likely bug when it recognises the
 answer (`bugs`, `likely_bug`). For the testbed configurations the grader compares the mean
 of the per-episode average rewards with EXPECTED, the reference solution's mean over
-REFERENCE_EPISODES episodes (`python bench/bandits.py` re-measures them and the reference's
-pass rate); `SUMMARY` states the thresholds and what they mean, from the constants below.
+REFERENCE_EPISODES episodes (`python bench/bandits.py`, in the course's repository, re-measures
+them and the reference's pass rate); `SUMMARY` states the thresholds and what they mean, from the constants below.
 
 Plots (--plots DIR): DIR/bandits-average-reward.png, the average reward at each step of the
 testbed configurations graded so far (like the lecture's epsilon-greedy figure), with the
@@ -28,7 +28,7 @@ from ._shared import figure, likely_bug, save
 
 BANDITS, EPISODE_LENGTH, EPISODES = 10, 1000, 2000
 Z = 5.0  # tolerance of a testbed configuration, in standard errors
-# (epsilon, alpha, initial) -> (expected mean reward, per-episode SD), from bench/bandits.py
+# (epsilon, alpha, initial) -> (expected mean reward, per-episode SD), from bench/bandits.py in the course's repository
 EXPECTED = {
     (0.1, 0.0, 0.0): (1.3062, 0.5427),
     (0.0, 0.15, 1.0): (1.4540, 0.6086),
