@@ -30,7 +30,6 @@ the assignment's checks validate them with `expect_array`.
 import functools
 import inspect
 import json
-import math
 import os
 import select
 import shutil

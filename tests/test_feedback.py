@@ -2,7 +2,7 @@
 function's TODO saying what they need, the plots written, live progress, --help's groups."""
 import dataclasses
 
-from conftest import REPO, run_grader, variant, with_one_todo
+from conftest import run_grader, variant, with_one_todo
 from grader.assignments import all_assignments
 from grader.runner import grade
 

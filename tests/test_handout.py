@@ -112,7 +112,7 @@ def test_the_handout_refers_only_to_what_it_ships_and_lists_every_assignment(han
 
 def fill(template, solution):
     """The template with each TODO replaced by the solution's region, as a student would write it."""
-    regions, lines, inside = [], [], None
+    regions, inside = [], None
     for line in solution.splitlines(keepends=True):
         if line.strip() == "### BEGIN SOLUTION":
             inside = []

@@ -1,9 +1,7 @@
 """The isolation machinery itself (grader/sandbox.py): what the sandbox binds, the GPU nodes it
 adds, and limits that hold over every process of the sandbox, with or without a cgroup.
 (Hostile submissions graded end to end are in test_sandbox.py.)"""
-import os
 import sys
-import textwrap
 import time
 from pathlib import Path
 
