@@ -743,18 +743,18 @@ class Sandbox:
         if self.process is None:
             return
         memory, processes, threads = self.usage.measure()
-        if memory > self.limits.memory_mb * 2**20:
+        if processes > self.limits.max_processes:  # first: a fork bomb's copies also add up as memory
             self.kill()
-            raise SubmissionError("memory", f"exceeded {format_mb(self.limits.memory_mb)} of memory "
-                                            f"during {label} ({format_mb(memory / 2**20)} in use)")
+            raise SubmissionError("processes", f"started {processes} processes during {label} "
+                                               f"(limit {self.limits.max_processes})")
         if threads > self.limits.max_threads:
             self.kill()
             raise SubmissionError("threads", f"started {threads} threads during {label} "
                                              f"(limit {self.limits.max_threads})")
-        if processes > self.limits.max_processes:
+        if memory > self.limits.memory_mb * 2**20:
             self.kill()
-            raise SubmissionError("processes", f"started {processes} processes during {label} "
-                                               f"(limit {self.limits.max_processes})")
+            raise SubmissionError("memory", f"exceeded {format_mb(self.limits.memory_mb)} of memory "
+                                            f"during {label} ({format_mb(memory / 2**20)} in use)")
 
     def _death(self, label):
         """The child's process ended without answering: say how."""

@@ -32,9 +32,9 @@ def test_device_gpu_fails_clearly_without_a_gpu(monkeypatch, capsys):
 def test_device_cpu_and_auto_report_the_device_used():
     for device in ("cpu", "auto"):
         report = grade(TF_BANDITS, REPO / "solutions/bandits.py", device=device)
-        assert report["passed"]
-        assert report["device"] == ("cpu" if device == "cpu" or not machine_has_gpu() else report["device"])
-        assert report["device"].startswith(("cpu", "gpu"))
+        assert report.passed
+        assert report.device == ("cpu" if device == "cpu" or not machine_has_gpu() else report.device)
+        assert report.device.startswith(("cpu", "gpu"))
 
 
 def test_gpu_configuration_enables_memory_growth(monkeypatch):
