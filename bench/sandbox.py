@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What the sandbox costs: start-up of a child, and whole gradings, without and with bubblewrap.
 
-    python bench/sandbox.py [--starts 10] [--full] [--tensorflow]
+    python bench/sandbox.py [--starts 10] [--tensorflow] [--full [--only NAME...]]
 
 Start-up: a child is started (Python, numpy, the grader's child runtime, a tiny submission;
 with --tensorflow also TensorFlow) and closed, `--starts` times in each mode, the modes
@@ -42,6 +42,7 @@ def main():
     p.add_argument("--starts", type=int, default=10)
     p.add_argument("--tensorflow", action="store_true", help="start TensorFlow in the child too")
     p.add_argument("--full", action="store_true", help="also grade every reference solution in both modes")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="with --full: only these assignments")
     args = p.parse_args()
     path, reason = bubblewrap()
     if path is None:
@@ -63,14 +64,14 @@ def main():
         print("full gradings of the reference solutions:")
         for name, assignment in all_assignments().items():
             solution = REPO / "solutions" / f"{name}.py"
-            if not solution.exists():
+            if not solution.exists() or (args.only and name not in args.only):
                 continue
             for mode in MODES:
                 t = time.perf_counter()
                 report = grade(assignment, solution, isolation=mode)
                 seconds = time.perf_counter() - t
                 totals[mode] += seconds
-                print(f"  {name:20s} {mode:10s} {seconds:7.1f} s  {report['score']:g}/{report['max_score']:g}",
+                print(f"  {name:20s} {mode:10s} {seconds:7.1f} s  {report.score:g}/{report.max_score:g}",
                       flush=True)
         print(f"  total: none {totals['none']:.1f} s, bubblewrap {totals['bubblewrap']:.1f} s, "
               f"ratio {totals['bubblewrap'] / totals['none']:.3f}")
