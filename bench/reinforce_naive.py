@@ -21,6 +21,7 @@ def train_naive(module, args, on_batch: Callable[[int], None] | None = None) -> 
     episodes trained on.
     """
     agent = module.Agent(4, 2, args)
+    rng = np.random.default_rng(args.seed)
     env = gym.make("CartPole-v1")
     env.reset(seed=args.seed)
     trained = 0
@@ -35,7 +36,7 @@ def train_naive(module, args, on_batch: Callable[[int], None] | None = None) -> 
             done = False
             while not done:
                 probs = agent.policy(np.asarray([state], dtype=np.float32)).numpy()[0]
-                action = agent.rng.choice(len(probs), p=probs / probs.sum())
+                action = rng.choice(len(probs), p=probs / probs.sum())
                 states.append(state)
                 actions.append(action)
                 state, reward, terminated, truncated, _ = env.step(action)

@@ -8,9 +8,23 @@ environment, then performs one policy-gradient step on all the visited states:
 
 Run `python reinforce.py --help` to see the options.
 
-How it is graded (from grader/assignments/reinforce.py; tools/make_templates.py writes it):
-    Limits: 300 s per training run, 60 s for any other question, 4 GiB of memory, 2 compute
-    thread(s), and a file of at most 128 KiB.
+How it is graded (written from the grader's spec, grader/assignments/reinforce.py):
+    Unit checks first, each naming the function it is about: compute_returns, the gradient
+    of policy_loss, sample_actions (the frequencies of many samples), the policy's
+    probabilities, one Agent.train step on a batch the grader builds (the log-probabilities
+    must move in the direction of the returns), and train() and evaluate() run with the
+    grader's own stand-in agent (are the actions played sampled, and does Agent.train get
+    the steps played with their actions and returns?). Then the training check: training i
+    runs train(agent, episodes, args) in a fresh process, with args from your
+    parse_args(["--seed", str(1000 * S + i)]) (S: the grader's --seed, 42 by default), on
+    the grader's CartPole-v1 episodes seen through a secret relabelling (the observation
+    features permuted and sign-flipped, the actions possibly swapped; the same for the
+    evaluation), so only a policy learned from those episodes can pass. After 300 s no more
+    episodes are handed out. The greedy policy (the most probable action) is then evaluated
+    on 100 episodes: a training passes at a mean return of at least 475, and 2 of at most 3
+    trainings must pass (the grader stops as soon as the outcome is known). Limits: 300 s
+    per training run, 60 s for any other question, 4 GiB of memory, 2 compute thread(s), and
+    a file of at most 128 KiB.
 """
 import argparse
 import collections
@@ -31,14 +45,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hidden_layer_size", default=64, type=int, help="Size of the hidden layer.")
     parser.add_argument("--learning_rate", default=0.01, type=float, help="Adam learning rate.")
     parser.add_argument("--gamma", default=1.0, type=float, help="Discount factor.")
-    parser.add_argument("--target_return", default=495.0, type=float,
-                        help="Stop training early once the mean return of the last batches reaches this.")
-    parser.add_argument("--check_episodes", default=100, type=int,
-                        help="Before stopping early, also require the greedy policy's mean return on this "
-                        "many episodes to reach the target (0: no such check).")
-    parser.add_argument("--target_batches", default=2, type=int, help="Number of batches averaged for early stopping.")
+    parser.add_argument("--target_return", default=500.0, type=float,
+                        help="Stop training once the mean return of the last episodes reaches this.")
+    parser.add_argument("--target_episodes", default=32, type=int, help="Episodes averaged for stopping.")
     parser.add_argument("--seed", default=42, type=int, help="Random seed.")
-    parser.add_argument("--threads", default=2, type=int, help="Maximum number of threads to use.")
     return parser.parse_args(argv)
 
 
@@ -59,9 +69,6 @@ class Episodes:
         # so a given `seed` always produces the same sequence of episodes.
         self._rng = np.random.default_rng(seed)
         self._envs = {}  # One vector environment per batch size `n`, created on demand.
-        self._env = None  # The vector environment of the current batch.
-        self._observations = None  # float32 [n, 4], the latest observation of every episode.
-        self._done = None  # bool [n], whether each episode has already finished.
 
     def reset(self, n: int) -> np.ndarray:
         if n not in self._envs:
@@ -73,20 +80,14 @@ class Episodes:
         return self._observations.copy()
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        # TODO: Step all the environments at once with `self._env.step(actions)`
-        # (the vector environment restarts a finished environment on its next step,
-        # so ignore whatever it returns for episodes that were already done): keep the
-        # old observations and give reward 0 to the finished episodes, mark the episodes
-        # that have just terminated or been truncated as done, and return copies of
-        # `(self._observations, rewards, self._done)`.
-        ### BEGIN SOLUTION
+        # The vector environment restarts a finished episode on its next step: what it
+        # returns for the episodes that were already done is ignored.
         observations, rewards, terminated, truncated, _ = self._env.step(np.asarray(actions, dtype=np.int64))
         running = ~self._done
         self._observations = np.where(running[:, None], observations, self._observations).astype(np.float32)
         rewards = np.where(running, rewards, 0.0).astype(np.float32)
         self._done = self._done | (running & (terminated | truncated))
         return self._observations.copy(), rewards, self._done.copy()
-        ### END SOLUTION
 
 
 def compute_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
@@ -94,7 +95,8 @@ def compute_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
 
     `rewards` is the float array [T] of the rewards of the episode.
     """
-    # TODO: Compute the returns, e.g. backwards from the last step: G_t = r_t + gamma * G_{t+1}.
+    # TODO: Compute the return G_t of every step t of the episode (one backward pass is
+    # enough: G_t = r_t + gamma G_{t+1}).
     ### BEGIN SOLUTION
     returns = np.zeros(len(rewards), dtype=np.float64)
     following = 0.0
@@ -115,12 +117,9 @@ def policy_loss(probs: tf.Tensor, actions: tf.Tensor, returns: tf.Tensor) -> tf.
     The loss is the return-weighted negative log-likelihood of the actions,
     averaged over the batch: - mean_i returns_i * log probs[i, actions_i].
     """
-    # TODO: Compute the loss: pick the probabilities of the taken actions (e.g. with
-    # `tf.gather(probs, actions, batch_dims=1)`), and average `- returns * log(probability)`.
-    # (`keras.losses.SparseCategoricalCrossentropy` with `sample_weight=returns` computes
-    # the same value, but it renormalizes `probs` by their sum, which adds a constant to
-    # every row of the gradient with respect to `probs`; that constant vanishes when the
-    # gradient flows back through the softmax.)
+    # TODO: Compute the loss: the negative log-probability of each action taken, weighted
+    # by its return and averaged over the batch. Any way of computing it is fine (a sparse
+    # categorical cross-entropy with the returns as sample weights is one).
     ### BEGIN SOLUTION
     taken = tf.gather(probs, tf.cast(actions, tf.int32), batch_dims=1)
     return -tf.reduce_mean(returns * tf.math.log(tf.maximum(taken, 1e-7)))
@@ -128,14 +127,15 @@ def policy_loss(probs: tf.Tensor, actions: tf.Tensor, returns: tf.Tensor) -> tf.
 
 
 class Agent:
+    """The policy network pi(a | s) and its training."""
+
     def __init__(self, observation_size: int, num_actions: int, args: argparse.Namespace) -> None:
         keras.utils.set_random_seed(args.seed)
-        self.rng = np.random.default_rng(args.seed)  # Use it to sample the actions.
 
-        # TODO: Create `self.policy`, a `keras.Model` mapping a batch of observations
-        # [B, observation_size] to action probabilities [B, num_actions]: one hidden
-        # `Dense` layer of `args.hidden_layer_size` units (ReLU) and a softmax output
-        # layer. Then create `self.optimizer`, an Adam optimizer with `args.learning_rate`.
+        # TODO: Create the policy network `self.policy`, a `keras.Model` mapping states
+        # [B, observation_size] to the probabilities of the actions [B, num_actions]: one
+        # hidden layer of `args.hidden_layer_size` ReLU units and a softmax output. Create
+        # its optimizer `self.optimizer`: Adam with `args.learning_rate`.
         ### BEGIN SOLUTION
         inputs = keras.Input(shape=[observation_size])
         hidden = keras.layers.Dense(args.hidden_layer_size, activation="relu")(inputs)
@@ -144,43 +144,27 @@ class Agent:
         self.optimizer = keras.optimizers.Adam(learning_rate=args.learning_rate)
         ### END SOLUTION
 
-        # Compile the two computations into TensorFlow graphs. The input signature
-        # (with a `None` batch dimension) makes every batch size reuse the same graph
-        # instead of tracing a new one.
-        states_spec = tf.TensorSpec([None, observation_size], tf.float32)
-        self._predict = tf.function(self._predict_step, input_signature=[states_spec])
-        self._train = tf.function(self._train_step, input_signature=[
-            states_spec, tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32)])
+    def predict(self, states: np.ndarray) -> np.ndarray:
+        """The action probabilities [B, num_actions] of a batch of states [B, observation_size]."""
+        return self.policy(states)
 
-    def _predict_step(self, states: tf.Tensor) -> tf.Tensor:
-        return self.policy(states, training=False)
-
-    def _train_step(self, states: tf.Tensor, actions: tf.Tensor, returns: tf.Tensor) -> None:
-        # TODO: Perform one gradient step: under a `tf.GradientTape`, predict the action
-        # probabilities of `states` and compute `policy_loss`, then let `self.optimizer`
-        # apply the gradient of the loss to `self.policy.trainable_variables`.
+    def train(self, states: np.ndarray, actions: np.ndarray, returns: np.ndarray) -> None:
+        """One training step on a batch of B steps: states [B, observation_size], the actions
+        taken in them [B] and the returns that followed [B]."""
+        # TODO: Perform one gradient descent step of the policy on `policy_loss` of the
+        # batch (a `tf.GradientTape` gives the gradient, `self.optimizer` applies it).
         ### BEGIN SOLUTION
         with tf.GradientTape() as tape:
-            probs = self.policy(states, training=True)
-            loss = policy_loss(probs, actions, returns)
+            loss = policy_loss(self.policy(states, training=True), actions, returns)
         gradients = tape.gradient(loss, self.policy.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.policy.trainable_variables))
         ### END SOLUTION
 
-    def predict(self, states: np.ndarray) -> np.ndarray:
-        """Return the action probabilities, a float32 array [B, num_actions]."""
-        return self._predict(np.asarray(states, dtype=np.float32)).numpy()
-
-    def train(self, states: np.ndarray, actions: np.ndarray, returns: np.ndarray) -> None:
-        """Perform one training step on a batch of states, actions and returns."""
-        self._train(np.asarray(states, dtype=np.float32), np.asarray(actions, dtype=np.int32),
-                    np.asarray(returns, dtype=np.float32))
-
 
 def sample_actions(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Sample one action per row of `probs` [B, A] at once, returning an int array [B]."""
-    # TODO: Draw uniform numbers `rng.random(B)` and, for every row, choose the first
-    # action whose cumulative probability exceeds the number (without a Python loop).
+    """Sample one action per row of `probs` [B, A], returning an int array [B]."""
+    # TODO: Sample the action of every row from the distribution the row gives, all rows
+    # at once (no Python loop over the rows), taking every random number from `rng`.
     ### BEGIN SOLUTION
     cumulative = np.cumsum(probs, axis=1)
     uniform = rng.random(len(probs)) * cumulative[:, -1]
@@ -192,28 +176,25 @@ def sample_actions(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def train(agent: Agent, episodes: Episodes, args: argparse.Namespace) -> None:
     """Train the agent on at most `args.episodes` episodes, `args.batch_size` at a time.
 
-    Training stops earlier once the mean return of the last `args.target_batches`
-    batches reaches `args.target_return` (and, if `args.check_episodes` > 0, so does the
-    greedy policy on that many episodes: it is the greedy policy that gets evaluated).
+    Training stops earlier once the mean return of the last `args.target_episodes`
+    episodes reaches `args.target_return`.
     """
-    recent_returns = collections.deque(maxlen=args.target_batches * args.batch_size)
+    rng = np.random.default_rng(args.seed)  # The random numbers of the sampled actions.
+    recent_returns = collections.deque(maxlen=args.target_episodes)
     trained, batches, start = 0, 0, time.time()
     while trained < args.episodes:
         n = min(args.batch_size, args.episodes - trained)
 
-        # TODO: Play a batch of `n` episodes: `states = episodes.reset(n)`, then, until all
-        # of them are done, sample the actions of the whole batch at once (`agent.predict`
-        # and `sample_actions` with `agent.rng`) and `episodes.step` them. Then compute the
-        # returns of every episode with `compute_returns` (only over the steps it was still
-        # running), concatenate the states, actions and returns of all the episodes and
-        # call `agent.train` once. Finally append the total reward of every episode to
-        # `recent_returns`.
+        # TODO: Play a batch of `n` episodes with the current policy (every action sampled
+        # from it), compute the return G_t of every step the episodes played, and perform
+        # one training step of the agent on all these steps together. Append the total
+        # reward of each episode to `recent_returns`.
         ### BEGIN SOLUTION
         states = episodes.reset(n)
         done = np.zeros(n, dtype=bool)
         all_states, all_actions, all_rewards, all_running = [], [], [], []
         while not done.all():
-            actions = sample_actions(agent.predict(states), agent.rng)
+            actions = sample_actions(agent.predict(states), rng)
             all_states.append(states)
             all_actions.append(actions)
             all_running.append(~done)
@@ -239,12 +220,6 @@ def train(agent: Agent, episodes: Episodes, args: argparse.Namespace) -> None:
             print(f"Episodes {trained}, mean return of the last {len(recent_returns)} episodes "
                   f"{mean_return:.1f}, {time.time() - start:.1f} s", flush=True)
         if len(recent_returns) == recent_returns.maxlen and mean_return >= args.target_return:
-            if args.check_episodes:
-                greedy_return = evaluate(agent, episodes, args.check_episodes).mean()
-                print(f"Episodes {trained}, greedy mean return {greedy_return:.1f}", flush=True)
-                if greedy_return < args.target_return:
-                    recent_returns.clear()  # Train on until the target is reached again.
-                    continue
             print(f"Episodes {trained}, mean return {mean_return:.1f} >= {args.target_return}, "
                   f"stopping ({time.time() - start:.1f} s)", flush=True)
             break
@@ -252,8 +227,8 @@ def train(agent: Agent, episodes: Episodes, args: argparse.Namespace) -> None:
 
 def evaluate(agent: Agent, episodes: Episodes, n: int) -> np.ndarray:
     """Play `n` episodes as one batch with the greedy policy; return their total rewards [n]."""
-    # TODO: Like in `train`, but choose the most probable actions (argmax), and sum the
-    # rewards of every episode.
+    # TODO: Play the `n` episodes choosing in every state the most probable action of the
+    # policy, and return the total reward of each episode.
     ### BEGIN SOLUTION
     states = episodes.reset(n)
     done = np.zeros(n, dtype=bool)
@@ -268,9 +243,6 @@ def evaluate(agent: Agent, episodes: Episodes, n: int) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-
     episodes = Episodes(seed=args.seed)
     agent = Agent(4, 2, args)
     train(agent, episodes, args)
@@ -278,6 +250,37 @@ def main(argv: list[str] | None = None) -> None:
     returns = evaluate(agent, episodes, args.evaluate_episodes)
     print(f"Evaluation of {args.evaluate_episodes} episodes: mean return {returns.mean():.2f}, "
           f"std {returns.std():.2f}")
+
+
+# ======================================================================================
+# Grader interface: what the grader calls. You need not read or change anything below.
+# ======================================================================================
+def compiled(method):
+    """`method` of the Agent compiled into one TensorFlow graph for batches of every size
+    (traced at its first call), taking numpy arrays and returning numpy arrays. The agent
+    works the same without it, only slower."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *arrays):
+        arrays = [np.asarray(a, np.float32 if np.asarray(a).dtype.kind == "f" else np.int32) for a in arrays]
+        graphs = self.__dict__.setdefault("_graphs", {})
+        if method.__name__ not in graphs:
+            signature = [tf.TensorSpec([None, *a.shape[1:]], tf.as_dtype(a.dtype)) for a in arrays]
+            graphs[method.__name__] = tf.function(method.__get__(self), input_signature=signature,
+                                                  autograph=False)  # errors show the student's own line
+        result = graphs[method.__name__](*arrays)
+        return None if result is None else tf.nest.map_structure(lambda t: t.numpy(), result)
+    return wrapper
+
+
+Agent.predict = compiled(Agent.predict)
+Agent.train = compiled(Agent.train)
+
+
+def sample_with_seed(probs: np.ndarray, seed: int) -> np.ndarray:
+    """`sample_actions` with a generator of this seed (a generator cannot cross to the grader)."""
+    return sample_actions(probs, np.random.default_rng(seed))
 
 
 if __name__ == "__main__":
