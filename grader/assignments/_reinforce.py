@@ -36,6 +36,7 @@ import numpy as np
 
 from ..sandbox import Service, SubmissionError, expect_array, expect_handle
 from ..spec import Check, Outcome
+from ._shared import figure, save
 
 OBSERVATION_SIZE, NUM_ACTIONS = 4, 2
 EVALUATION_EPISODES = 100
@@ -303,11 +304,7 @@ def diagnosis(ctx, results, threshold):
 
 
 def plot_curve(ctx, index, curve, returns, threshold):
-    from matplotlib.figure import Figure  # no pyplot: figures are drawn from several threads in a batch
-    ctx.plots_dir.mkdir(parents=True, exist_ok=True)
-    path = ctx.plots_dir / f"{ctx.assignment.name}-training-{index}.png"
-    figure = Figure(figsize=(10, 3.5), layout="constrained")
-    left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]})
+    fig, (left, right) = figure(10, 3.5, nrows=1, ncols=2, gridspec_kw={"width_ratios": [3, 1]})
     left.plot(np.arange(1, len(curve) + 1), curve, lw=0.5, alpha=0.5, label="return per training episode")
     if len(curve) >= 20:
         left.plot(np.arange(20, len(curve) + 1), np.convolve(curve, np.ones(20) / 20, "valid"), lw=1.5,
@@ -317,8 +314,7 @@ def plot_curve(ctx, index, curve, returns, threshold):
     left.legend(loc="lower right")
     right.hist(returns, bins=20, range=(0, 500))
     right.set(xlabel="greedy evaluation return", ylabel="episodes", title=f"mean {np.mean(returns):.1f}")
-    figure.savefig(path, dpi=80)
-    return str(path)
+    return save(fig, ctx.plots_dir / f"{ctx.assignment.name}-training-{index}.png", dpi=80)
 
 
 # ------------------------------------------------------------------ returns and losses

@@ -47,7 +47,7 @@ import numpy as np
 
 from ..sandbox import SubmissionError, expect_array, expect_handle
 from ..spec import Assignment, Check, Limits, Outcome
-from ._shared import likely_bug
+from ._shared import figure, likely_bug, save
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the course's datasets package
 import datasets  # noqa: E402
@@ -481,22 +481,18 @@ def tiles(images, columns):
 def plot_vae(path, samples, originals, reconstructions, grid=None, title="VAE"):
     """One figure: prior samples (8 x 8), originals above their reconstructions (2 blocks of 8),
     and the latent grid when given. Arrays [N, 28, 28, 1] with values in [0, 1]. Returns the path."""
-    from matplotlib.figure import Figure  # no pyplot: figures are drawn from several threads in a batch
     pairs = np.concatenate([originals[:8], reconstructions[:8], originals[8:16], reconstructions[8:16]])
     panels = [("samples from the prior N(0, I)", tiles(samples, 8)),
               ("test images (rows 1, 3) and their reconstructions (rows 2, 4)", tiles(pairs, 8))]
     if grid is not None:
         panels.append(("decoded latent grid (normal quantiles 5%..95%)", tiles(grid, GRID)))
-    figure = Figure(figsize=(5 * len(panels), 5.4), layout="constrained")
-    figure.suptitle(title)
-    for axes, (name, image) in zip(np.atleast_1d(figure.subplots(1, len(panels))), panels):
-        axes.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        axes.set_title(name, fontsize=9)
-        axes.set_axis_off()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    return str(path)
+    fig, axes = figure(5 * len(panels), 5.4, nrows=1, ncols=len(panels))
+    fig.suptitle(title)
+    for ax, (name, image) in zip(np.atleast_1d(axes), panels):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.set_axis_off()
+    return save(fig, path)
 
 
 ASSIGNMENT = Assignment(
