@@ -189,7 +189,9 @@ def bwrap_arguments(module, limits, device, tensorflow, fds):
     """The bubblewrap command line up to `--`; `fds` maps "child" and "submission" to the
     memory file descriptors holding child.py and the submission."""
     binds = python_folders()
-    args = [*namespaces(), *system_binds()]
+    # The writable tmpfs first: the Python folders may lie under the host's /tmp (a clone in mktemp -d).
+    args = [*namespaces(), *system_binds(), "--proc", "/proc", "--dev", "/dev",
+            "--size", str(limits.disk_mb << 20), "--tmpfs", "/tmp", "--size", str(limits.disk_mb << 20), "--tmpfs", "/dev/shm"]
     for folder in binds:
         args += ["--ro-bind", str(folder), str(folder)]
     for folder in hidden_folders([Path("/usr"), *binds]):
@@ -197,9 +199,7 @@ def bwrap_arguments(module, limits, device, tensorflow, fds):
     for name in ("ld.so.cache", "fonts", "localtime"):
         if os.path.exists(f"/etc/{name}"):
             args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.disk_mb << 20), "--tmpfs", "/tmp",
-             "--size", str(limits.disk_mb << 20), "--tmpfs", "/dev/shm",
-             "--ro-bind-data", str(fds["child"]), f"{INSIDE}/child.py",
+    args += ["--ro-bind-data", str(fds["child"]), f"{INSIDE}/child.py",
              "--ro-bind-data", str(fds["submission"]), f"{INSIDE}/submission/{module}.py",
              "--ro-bind-data", str(fds["passwd"]), "/etc/passwd"]
     if tensorflow and device in ("gpu", "auto"):

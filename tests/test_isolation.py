@@ -39,6 +39,9 @@ def test_the_sandbox_sees_only_python_read_only():
         if folder.is_dir() and any(folder.resolve().is_relative_to(Path(b).resolve()) for b in binds):
             assert str(folder) in masked, f"{folder} holds data and is visible"
     assert args[args.index("--size") + 1] == str(Limits().disk_mb << 20)
+    tmp = args.index("/tmp")  # the writable tmpfs before the binds: Python may live under the host's /tmp
+    assert args[tmp - 1] == "--tmpfs" and tmp < min(i for i, a in enumerate(args) if a == "--ro-bind" and
+                                                     args[i + 1] in map(str, sb.python_folders()))
 
 
 def test_gpu_nodes_are_bound_only_for_a_gpu(tmp_path, monkeypatch):
