@@ -32,6 +32,9 @@ def handout(tmp_path_factory):
     with zipfile.ZipFile(archive) as z:
         files = {name: z.read(name) for name in z.namelist()}
         z.extractall(root)
+        for info in z.infolist():  # as unzip does: the modes recorded in the archive (setup_data.sh is executable)
+            if info.external_attr >> 16:
+                (root / info.filename).chmod((info.external_attr >> 16) & 0o777)
     return archive, files, root / make_handout.PREFIX
 
 
