@@ -151,7 +151,7 @@ def test_a_training_loop_that_never_learns_is_diagnosed(tmp_path, submission):
     """Every unit check passes, but train() stops after 4 episodes: the training check says the
     training returns never rose, and points at the training loop."""
     path = submission(variant("solutions/reinforce_baseline.py",
-                              ('"--episodes", default=200', '"--episodes", default=4')),
+                              ('"--episodes", default=300', '"--episodes", default=4')),
                       name="reinforce_baseline.py")
     result, checks, _ = checks_of(tmp_path, path)
     failed = {n: c["message"] for n, c in checks.items() if not c["passed"]}
