@@ -131,18 +131,17 @@ def test_full_grading_of_the_reference(tmp_path, name):
 
 @pytest.mark.slow
 def test_a_training_loop_that_stops_too_early_is_diagnosed(tmp_path, submission):
-    """Every unit check passes, but train() stops as soon as the training returns reach 150: the
-    training check says the curve rose without the greedy policy reaching the threshold, and
-    points at the training loop."""
+    """Every unit check passes, but train() stops as soon as the training returns reach 100: the
+    training check fails and points at the training loop, not at the loss (stopping at 150 let
+    the greedy policy reach 475 on some runs, so the test stops earlier)."""
     path = submission(variant("solutions/reinforce_baseline.py",
-                              ('"--target_return", default=500.0', '"--target_return", default=150.0')),
+                              ('"--target_return", default=500.0', '"--target_return", default=100.0')),
                       name="reinforce_baseline.py")
     result, checks, _ = checks_of(tmp_path, path)
     failed = {n: c["message"] for n, c in checks.items() if not c["passed"]}
     assert list(failed) == ["training: greedy mean return"], failed
     message = failed["training: greedy mean return"]
-    assert "every unit check passed and the training returns rose" in message
-    assert "training loop `train`" in message and "loss" not in message.split("; every unit check")[1]
+    assert "training loop `train`" in message and "policy_loss" not in message, message
     assert checks["training: greedy mean return"]["value"] == 0
 
 
