@@ -43,7 +43,9 @@ def test_each_todo_left_unfinished_fails_checks_that_name_it_and_only_it(submiss
             assert entry["passed"], entry
 
 
-@pytest.mark.parametrize("edit, only, check, function, hint", [
+# (edit(s), --check, the check that must fail, the function it names, the hint): also run under many
+# grader keys by tests/test_keys.py
+BUGS = [
     ((UPDATE, UPDATE.replace("1 / self.counts[episodes, actions]", "1 / (self.counts[episodes, actions] + 1)")),
      "update", "update: sample averaging", "Agent.update", "the step size is 1/(N(a)+1)"),
     ((UPDATE, "        step = 1\n"), "update", "update: constant step size", "Agent.update",
@@ -70,7 +72,10 @@ def test_each_todo_left_unfinished_fails_checks_that_name_it_and_only_it(submiss
      "exploring with probability 1 - epsilon instead of epsilon"),
     (("np.argmax(self.estimates, axis=1)", "np.argmin(self.estimates, axis=1)"), "select", "select: greedy",
      "Agent.select_actions", "it never picks the largest estimate"),
-])
+]
+
+
+@pytest.mark.parametrize("edit, only, check, function, hint", BUGS)
 def test_bugs_fail_the_matching_check_naming_the_function(submission, tmp_path, edit, only, check, function, hint):
     edits = edit if isinstance(edit[0], tuple) else (edit,)
     result, checks, _ = checks_of(tmp_path, submission(variant("solutions/bandits.py", *edits)), "--check", only)

@@ -98,7 +98,9 @@ def test_each_todo_left_unfinished_fails_checks_that_name_it(submission, tmp_pat
         assert not checks[check]["passed"] and checks[check]["message"].endswith(f"unfinished TODO: {name}")
 
 
-@pytest.mark.parametrize("edits, check, hint", [
+# (edits, the function whose unit check must fail, the hint): also run under many grader keys by
+# tests/test_keys.py
+BUGS = [
     ([(MASK, "gamma * v[next_state]")], "q_values", "terminal states are not masked"),
     ([(MASK, "(0.0 if terminated else v[next_state])")], "q_values", "gamma is missing"),
     ([(OUTCOMES, "        outcomes = {s2: (p, s2, r, t) for p, s2, r, t in outcomes}.values()\n" + OUTCOMES)],
@@ -113,7 +115,10 @@ def test_each_todo_left_unfinished_fails_checks_that_name_it(submission, tmp_pat
      "value_iteration", "stopping too early: the values are those after 20 sweeps"),
     ([(GREEDY, GREEDY.replace("argmax", "argmin"))], "greedy_policy", "argmin instead of argmax"),
     ([(GREEDY, INTENDED)], "greedy_policy", "ignoring the transition probabilities"),
-])
+]
+
+
+@pytest.mark.parametrize("edits, check, hint", BUGS)
 def test_bugs_fail_their_named_check(submission, tmp_path, edits, check, hint):
     path = submission(variant(SOLUTION, *edits), name="value_iteration.py")
     result, checks, _ = checks_of(tmp_path, path, "--check", UNIT[check])

@@ -370,21 +370,33 @@ def ask_policy(ctx, model, v, gamma):
 
 
 def policy_hint(model, policy, v, gamma):
-    """The likely bug of a policy that is not greedy with respect to q computed from v."""
+    """The likely bug of a policy that is not greedy with respect to q computed from v.
+
+    Each bug is a rule "the action with the largest (or smallest) score", and a policy follows the
+    rule when, in every non-terminal state, its action's score is the best score (within TIE): so
+    ties are followed whichever of the tied actions the submission picked, and the diagnosis does
+    not depend on the secret map (a state whose actions all have equal scores follows every rule)."""
     active = ~model.terminal
     q = model.q(v, gamma)
     intended, reward, terminated = model.intended()
     aims = reward + gamma * np.where(terminated, 0.0, v[intended])
-    candidates = {
-        "argmin instead of argmax": q.argmin(axis=1),
+    scores = {  # bug: scores [S, A] whose argmax the buggy policy takes
+        "argmin instead of argmax": -q,
         "the action whose intended next state has the largest value, ignoring the transition probabilities "
-        "(on the slippery lake q(s, a) averages over all the outcomes of a)": aims.argmax(axis=1),
+        "(on the slippery lake q(s, a) averages over all the outcomes of a)": aims,
         "the policy follows the largest v(s') without the backup (q(s, a) = sum p [r + gamma v(s')])":
-            v[intended].argmax(axis=1),
-        "terminal states are not masked in q": model.q(v, gamma, masked=False).argmax(axis=1),
-        "the same action in every state": np.full(model.states, policy[active][0] if active.any() else 0),
+            v[intended],
+        "terminal states are not masked in q": model.q(v, gamma, masked=False),
     }
-    return likely_bug(policy[active], {bug: np.asarray(c)[active] for bug, c in candidates.items()})
+    rows = np.flatnonzero(active)
+    for bug, score in scores.items():
+        score = score[rows]
+        best, taken = score.max(axis=1), score[np.arange(len(rows)), policy[rows]]
+        if np.all(taken >= best - TIE * np.maximum(1, np.abs(score).max(axis=1))):
+            return bug
+    if len(rows) and np.all(policy[rows] == policy[rows[0]]):
+        return "the same action in every state"
+    return None
 
 
 def check_greedy_policy(ctx):
