@@ -37,21 +37,32 @@ def write_text(path, text):
 
 
 # ------------------------------------------------------------------ CSV
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def text_cell(text):
+    """Student-controlled text as a spreadsheet cell that stays data: a cell starting like a
+    formula (=, +, -, @, a tab or a carriage return) gets a leading ' (OWASP's advice against CSV
+    injection), which spreadsheets show as text and do not evaluate."""
+    text = str(text)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def summary_csv(reports):
     """Students by assignment: per assignment its score and status (passed, failed, error or
     missing), then the total, the maximum total and the problems."""
     assignments, _, rows = class_table(reports)
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["student", *(f"{a}{suffix}" for a in assignments for suffix in ("", "_status")),
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180; a CR in a name is quoted too
+    writer.writerow(["student", *(text_cell(f"{a}{suffix}") for a in assignments for suffix in ("", "_status")),
                      "total", "max_total", "problems"])
     for row in rows:
         cells = []
         for a in assignments:
             report = row["cells"].get(a)
             cells += [_number(report.score) if report else "", report.status if report else "missing"]
-        writer.writerow([row["student"], *cells, _number(row["total"]), _number(row["max_total"]),
-                         "; ".join(row["problems"])])
+        writer.writerow([text_cell(row["student"]), *cells, _number(row["total"]), _number(row["max_total"]),
+                         text_cell("; ".join(row["problems"]))])
     return out.getvalue()
 
 

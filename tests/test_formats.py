@@ -222,3 +222,33 @@ def test_reports_read_back_as_they_were_written(reports):
         assert again == report
     with pytest.raises(ValueError):
         Report.from_dict({"schema_version": 2, "checks": [{"nonsense": 1}]})
+
+
+FORMULAS = ['=HYPERLINK("http:__x","y")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+
+
+@pytest.mark.parametrize("text", FORMULAS)
+def test_csv_text_cells_starting_like_a_formula_stay_text(text):
+    assert formats.text_cell(text) == "'" + text
+    assert formats.text_cell("alice") == "alice" and formats.text_cell("") == ""
+
+
+def test_student_names_cannot_become_formulas_in_summary_csv(tmp_path):
+    """Student folders named like formulas (an LMS export's display names), one of them with a
+    submission whose error message is a formula: read back with the csv module, no text cell starts
+    like a formula, numbers stay numbers, and the names are the students' behind the quote."""
+    root = tmp_path / "class"
+    for name in FORMULAS:
+        (root / name).mkdir(parents=True)
+        (root / name / "bandits.py").write_text((REPO / "solutions/bandits.py").read_text())
+    (root / FORMULAS[0] / "bandits.py").write_text('raise ValueError("=cmd|\' /C calc\'!A0")\n')
+    result = run_grader(root, "--out", tmp_path / "out", "--check", "update: sample", "--jobs", "2", "--quiet")
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = list(csv.reader(io.StringIO((tmp_path / "out" / "summary.csv").read_bytes().decode(), newline="")))
+    assert rows[0] == ["student", "bandits", "bandits_status", "total", "max_total", "problems"]
+    assert sorted(row[0] for row in rows[1:]) == sorted("'" + name for name in FORMULAS)
+    for row in rows[1:]:
+        assert all(not cell.startswith(formats.FORMULA_STARTS) for cell in row), row
+        float(row[1]), float(row[3]), float(row[4])  # numbers stay numbers
+    broken = next(row for row in rows if row[0] == "'" + FORMULAS[0])
+    assert broken[2] == "failed" and "=cmd|" in broken[5]
