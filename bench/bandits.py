@@ -72,11 +72,11 @@ def main():
     start = time.perf_counter()
     report = grade(spec.ASSIGNMENT, ROOT / "solutions/bandits.py")
     graded = time.perf_counter() - start
-    testbed = sum(c["duration_s"] for c in report["checks"] if c["name"].startswith("testbed"))
+    testbed = sum(c.duration_s for c in report.checks if c.name.startswith("testbed"))
     print(f"in-process play of the 3 configurations ({spec.EPISODES} episodes x {spec.EPISODE_LENGTH} steps): "
           f"{baseline:.2f} s")
     print(f"grader testbed checks (isolated child): {testbed:.2f} s  ratio {testbed / baseline:.2f}x")
-    print(f"whole grading: {graded:.2f} s (passed: {report['passed']})")
+    print(f"whole grading: {graded:.2f} s (passed: {report.passed})")
 
 
 if __name__ == "__main__":

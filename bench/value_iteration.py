@@ -125,8 +125,7 @@ def main():
 
     start = time.perf_counter()
     report = grade(spec.ASSIGNMENT, ROOT / "solutions/value_iteration.py")
-    passed = report["passed"] if isinstance(report, dict) else report.passed
-    print(f"whole grading of the reference: {time.perf_counter() - start:.2f} s (passed: {passed})")
+    print(f"whole grading of the reference: {time.perf_counter() - start:.2f} s (passed: {report.passed})")
 
 
 if __name__ == "__main__":
