@@ -51,13 +51,14 @@ def is_notebook(path):
     return Path(path).suffix == SUFFIX
 
 
-def program(path, data):
+def program(path, data, max_code_bytes=None):
     """The Program of a submitted file's bytes; NotebookError for a notebook that cannot be read."""
-    return to_program(data) if is_notebook(path) else Program(bytes(data))
+    return to_program(data, max_code_bytes) if is_notebook(path) else Program(bytes(data))
 
 
-def to_program(data):
-    """A notebook's bytes -> Program (see the module's docstring)."""
+def to_program(data, max_code_bytes=None):
+    """A notebook's bytes -> Program (see the module's docstring). Code cells of more than
+    `max_code_bytes` in all are joined as they are (the caller refuses them as too large)."""
     import nbformat  # only where notebooks are graded
     if len(data) > MAX_NOTEBOOK_BYTES:
         raise NotebookError(f"the notebook file has {len(data):,} bytes, more than {MAX_NOTEBOOK_BYTES >> 20} MiB "
@@ -84,16 +85,21 @@ def to_program(data):
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:
         raise NotebookError(f"the notebook cannot be read: {str(error)[:200]}") from None
     lines, cells, magic = [], [], []
+    raw = max_code_bytes is not None and sum(len(c.source) for c in notebook.cells if c.cell_type == "code") > max_code_bytes
     for number, cell in enumerate(notebook.cells, 1):
         if cell.cell_type != "code":
             continue
         source = cell.source.splitlines()
+        if raw:
+            cells.append((len(lines) + 1, number, max(len(source), 1)))
+            lines += source + [""]
+            continue
         if source and next((s for s in source if s.strip()), "").lstrip().startswith("%%"):
             magic.append((number, next(s for s in source if s.strip()).strip()))
             continue  # a cell magic: the cell is not Python
-        kept = []
+        kept, starts = [], statement_starts(cell.source)
         for lineno, line in enumerate(source, 1):
-            if lineno in statement_starts(cell.source) and IPYTHON_LINE.match(line):
+            if lineno in starts and IPYTHON_LINE.match(line):
                 magic.append((number, line.strip()))
                 line = left_out(line)
             kept.append(line)

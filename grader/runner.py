@@ -79,7 +79,7 @@ class Context:
         """(the Program the child imports, the submission's failure reading it or None): a
         notebook's code cells (grader/notebook.py), or the .py file itself."""
         try:
-            program = notebook.program(self.submission, self.source)
+            program = notebook.program(self.submission, self.source, limits.max_submission_bytes)
         except notebook.NotebookError as error:
             return notebook.Program(b""), SubmissionError("notebook", str(error))
         if program.cells and len(program.code) > limits.max_submission_bytes:
