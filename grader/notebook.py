@@ -82,7 +82,9 @@ def to_program(data, max_code_bytes=None):
     except nbformat.ValidationError as error:
         raise NotebookError(f"the notebook is not valid (nbformat {raw['nbformat']}): "
                             f"{str(error).splitlines()[0][:200]}") from None
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:
+    except RecursionError:
+        raise NotebookError("the notebook's JSON is nested too deeply") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise NotebookError(f"the notebook cannot be read: {str(error)[:200]}") from None
     lines, cells, magic = [], [], []
     raw = max_code_bytes is not None and sum(len(c.source) for c in notebook.cells if c.cell_type == "code") > max_code_bytes

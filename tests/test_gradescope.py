@@ -138,3 +138,21 @@ def test_results_are_written_even_when_the_grader_cannot_run(tmp_path):
     data = run_autograder(root, python=str(tmp_path / "no-such-python"))
     assert data["score"] == 0 and "not your fault" in data["tests"][0]["output"]
     assert data["tests"][0]["max_score"] == data["extra_data"]["max_score"] == 10
+
+
+def test_leaderboard_entries_where_a_figure_invites_them():
+    from grader.formats import gradescope, leaderboard
+    from grader.report import CheckResult, Report
+    vae = Report(assignment="vae", checks=[CheckResult("test -ELBO, z_dim 2", value=144.4),
+                                           CheckResult("latent loss: analytic KL", value=0.0)])
+    reinforce = Report(assignment="reinforce", checks=[CheckResult(
+        "training: greedy mean return", value=2, details={"trainings": [{"training_episodes": 200},
+                                                                         {"training_episodes": 250}]})])
+    bandits = Report(assignment="bandits", checks=[CheckResult("testbed: epsilon 0.1, averaging", value=1.31),
+                                                   CheckResult("select: greedy", value=0)])
+    assert leaderboard(vae) == [{"name": "test -ELBO, z_dim 2 (nats)", "value": 144.4, "order": "asc"}]
+    assert leaderboard(reinforce) == [{"name": "training episodes used (mean of the trainings)", "value": 225.0,
+                                       "order": "asc"}]
+    assert leaderboard(bandits) == [{"name": "mean reward, epsilon 0.1, averaging", "value": 1.31, "order": "desc"}]
+    assert leaderboard(Report(assignment="value_iteration", checks=[CheckResult("4x4: v*", value=0.1)])) == []
+    assert gradescope([vae])["leaderboard"] and "leaderboard" not in gradescope([vae, Report(student="x")])

@@ -119,6 +119,7 @@ def test_a_runtime_traceback_names_the_cell_and_line(tmp_path):
     ('[1, 2, 3]', "not a notebook"),
     ('{"nbformat": 4, "nbformat_minor": 5, "metadata": {}}', "not valid"),
     ("\udcff", "not UTF-8"),
+    ('{"nbformat": 4, "nbformat_minor": 5, "cells": [], "metadata": ' + '{"a": ' * 600 + '{}' + '}' * 601, "nested too deeply"),
 ])
 def test_a_notebook_that_cannot_be_read_is_the_students_failure(tmp_path, content, reason):
     path = tmp_path / "bandits.ipynb"
