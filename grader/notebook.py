@@ -31,6 +31,7 @@ from pathlib import Path
 
 SUFFIX = ".ipynb"
 MAX_NOTEBOOK_BYTES = 64 << 20  # the whole file, outputs included (the size limit of the code is the spec's)
+MAX_CODE_CELLS = 2000          # the line map travels on the child's command line
 IPYTHON_LINE = re.compile(r"\s*(?:[%!]|[\w.]+(?:\s*,\s*[\w.]+)*\s*=\s*[%!][\w!])|.*\bget_ipython\s*\(")
 
 
@@ -86,6 +87,9 @@ def to_program(data, max_code_bytes=None):
         raise NotebookError("the notebook's JSON is nested too deeply") from None
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise NotebookError(f"the notebook cannot be read: {str(error)[:200]}") from None
+    code_cells = sum(cell.cell_type == "code" for cell in notebook.cells)
+    if code_cells > MAX_CODE_CELLS:
+        raise NotebookError(f"the notebook has {code_cells:,} code cells, more than {MAX_CODE_CELLS:,}: merge some")
     lines, cells, magic = [], [], []
     raw = max_code_bytes is not None and sum(len(c.source) for c in notebook.cells if c.cell_type == "code") > max_code_bytes
     for number, cell in enumerate(notebook.cells, 1):

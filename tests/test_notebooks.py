@@ -147,6 +147,12 @@ def test_the_size_limit_counts_the_code_not_the_outputs(tmp_path):
     assert "the notebook's code cells have" in report["error"] and "outputs do not count" in report["error"]
 
 
+def test_too_many_cells_are_refused_before_any_child_starts():
+    with pytest.raises(NotebookError, match="2,001 code cells, more than 2,000"):
+        to_program(cells_with(["x = 1"] * 2001).encode())
+    assert len(to_program(cells_with(["x = 1"] * 2000).encode()).cells) == 2000
+
+
 def test_guarded_experiments_do_not_run_when_graded(tmp_path):
     """The grader imports the notebook as the module `bandits`: __name__ is not "__main__"."""
     sources = [c.source for c in SOLUTION_CELLS] + [
