@@ -115,8 +115,9 @@ def to_program(data, max_code_bytes=None):
     if magic:
         which = sorted({number for number, _ in magic})
         shown = "; ".join(f"cell {number}: {text[:40]}" for number, text in magic[:6]) + ("; ..." if len(magic) > 6 else "")
-        notes = (f"the notebook's IPython-only lines (%magics, !shell commands, get_ipython()) are not Python and were left "
-                 f"out when graded, in cell{'s' if len(which) > 1 else ''} {', '.join(map(str, which))} ({shown})",)
+        cells_text = f"cell{'s' if len(which) > 1 else ''} {', '.join(map(str, which))}"
+        notes = (("the notebook's IPython-only lines (%magics, !shell commands, get_ipython()) are not Python and "
+                  f"were left out when graded, in {cells_text} ({shown})"),)
     return Program("\n".join(lines).encode("utf-8"), tuple(cells), notes)
 
 

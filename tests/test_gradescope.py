@@ -17,9 +17,6 @@ import pytest
 from conftest import REPO
 from test_formats import assert_gradescope
 
-sys.path.insert(0, str(REPO / "tools"))
-import make_gradescope  # noqa: E402
-
 NAMES = sorted(p.stem for p in (REPO / "solutions").glob("*.py"))
 FAST = ["bandits", "value_iteration"]
 

@@ -158,7 +158,7 @@ def test_guarded_experiments_do_not_run_when_graded(tmp_path):
     sources = [c.source for c in SOLUTION_CELLS] + [
         'print("__name__ is", __name__)\nif __name__ == "__main__":\n    raise SystemExit("the experiment ran")']
     path = write(tmp_path, "bandits.ipynb", cells_with(sources))
-    result, checks, report = checks_of(tmp_path, path, "--check", "update")
+    result, _, report = checks_of(tmp_path, path, "--check", "update")
     assert result.returncode == 0 and report["passed"], report["error"]
 
 
@@ -185,8 +185,8 @@ def test_ipython_lines_are_left_out_only_where_a_statement_starts():
     program = to_program(cells_with([
         "md:# text",
         "%matplotlib inline\nimport numpy as np",
-        "x = (1\n     % 2)\ns = '''\n%not a magic\n!nor this\n'''\nfiles = !ls\nif 'colab' in str(get_ipython()):\n"
-        "    !pip install gymnasium\n    import os\nelse:\n    y = 3",
+        ("x = (1\n     % 2)\ns = '''\n%not a magic\n!nor this\n'''\nfiles = !ls\nif 'colab' in str(get_ipython()):\n"
+         "    !pip install gymnasium\n    import os\nelse:\n    y = 3"),
         "%%time\nthis is not python",
         "def f():\n    return 1",
     ]).encode())

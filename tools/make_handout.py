@@ -82,6 +82,11 @@ trainings there, never at the top level of a cell. In Colab there is no sandbox 
 what you measure there is a preview; the grade is what `python -m grader` says."""
 
 
+INTERFACE = ("## Grader interface\n\nWhat the grader calls: you need not read or change this cell, but run it (it "
+             "also holds the `if __name__ == \"__main__\":` part that runs your experiments in Jupyter).")
+RUN = "## Run your experiments\n\nRunning this cell runs them in Jupyter; the grader does not run it."
+
+
 def markdown(text):
     """A docstring's paragraph as Markdown: its indented lines as a code block, `*` escaped
     outside code spans (lecture notation such as v*(s) is not emphasis)."""
@@ -147,14 +152,11 @@ def notebook(template, name):
     code = f'__doc__ = """{title}\n"""  # the text cells above are the module\'s docstring; parse_args reads it\n'
     for chunk in code_cells(code + "\n".join(lines[doc_end:])):
         if chunk.startswith("# ===") and FENCE in chunk:
-            cells.append(("markdown", "## Grader interface\n\nWhat the grader calls: you need not read or change "
-                                      "this cell, but run it (it also holds the `if __name__ == \"__main__\":` "
-                                      "part that runs your experiments in Jupyter)."))
+            cells.append(("markdown", INTERFACE))
         cells.append(("code", chunk))
     if not any(kind == "code" and "Grader interface" in text for kind, text in cells):
         guard = cells.pop()  # no interface: the last cell is the `if __name__ == "__main__":` part
-        cells += [("markdown", "## Run your experiments\n\nRunning this cell runs them in Jupyter; the grader "
-                               "does not run it."), guard]
+        cells += [("markdown", RUN), guard]
     text = "\n\n".join("# %% [markdown]\n" + "\n".join(f"# {line}".rstrip() for line in body.split("\n"))
                          if kind == "markdown" else f"# %%\n{body}" for kind, body in cells) + "\n"
     nb = jupytext.reads(text, fmt="py:percent")
