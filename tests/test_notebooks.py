@@ -156,7 +156,7 @@ def test_too_many_cells_are_refused_before_any_child_starts():
 def test_guarded_experiments_do_not_run_when_graded(tmp_path):
     """The grader imports the notebook as the module `bandits`: __name__ is not "__main__"."""
     sources = [c.source for c in SOLUTION_CELLS] + [
-        'print("__name__ is", __name__)\nif __name__ == "__main__":\n    raise SystemExit("the experiment ran")']
+        'assert __name__ == "bandits", __name__\nif __name__ == "__main__":\n    raise SystemExit("the experiment ran")']
     path = write(tmp_path, "bandits.ipynb", cells_with(sources))
     result, _, report = checks_of(tmp_path, path, "--check", "update")
     assert result.returncode == 0 and report["passed"], report["error"]
