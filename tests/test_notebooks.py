@@ -206,3 +206,16 @@ def test_a_notebook_with_no_code_is_an_empty_module_and_junk_is_refused():
     with pytest.raises(NotebookError, match="not valid"):
         to_program(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
                                "cells": [{"cell_type": "code", "source": 1}]}).encode())
+
+
+def test_shell_lines_and_cell_magics_never_run(tmp_path):
+    """Left out, not contained: even without the sandbox, `!cmd`, `%%bash` and get_ipython() do nothing."""
+    marks = [tmp_path / f"ran-{i}" for i in range(4)]
+    sources = [c.source for c in SOLUTION_CELLS] + [
+        f"!touch {marks[0]}", f"%%bash\ntouch {marks[1]}", f'get_ipython().system("touch {marks[2]}")',
+        f"out = !touch {marks[3]}"]
+    path = write(tmp_path / "work", "bandits.ipynb", cells_with(sources))
+    result, _, report = checks_of(tmp_path, path, "--check", "update", "--no-sandbox")
+    assert result.returncode == 0 and report["passed"], report["error"]
+    assert not any(mark.exists() for mark in marks)
+    assert f"in cells {len(sources) - 3}, {len(sources) - 2}, {len(sources) - 1}, {len(sources)} (" in report["notes"][0]
