@@ -239,7 +239,7 @@ class Connection:
 
 def location(lineno, cells=()):
     """"line N" of the submission; of a notebook's code (`cells`: [first line, cell, lines] per
-    code cell, from grader/notebook.py, whose location() is the same) "cell C, line L"."""
+    code cell, made by grader/notebook.py) "cell C, line L"."""
     if not cells or not isinstance(lineno, int):
         return f"line {lineno}"
     first, number, count = max((c for c in cells if c[0] <= lineno), default=cells[0])

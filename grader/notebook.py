@@ -13,7 +13,7 @@ be read (broken JSON, not a notebook, invalid against the schema) is the student
 with the reason.
 
 Cells are counted from 1 at the top of the notebook, text cells included: "cell 3, line 2" is
-the second line of the third cell. The child (grader/child.py) names lines that way in error
+the second line of the third cell. The child (grader/child.py, `location`) names lines that way in error
 messages and tracebacks, from `Program.cells`.
 
 When graded, the notebook is imported as a module named after the assignment (`__name__` is
@@ -151,9 +151,3 @@ def statement_starts(source):
     except (tokenize.TokenError, SyntaxError):
         return range(1, source.count("\n") + 2)
     return starts
-
-
-def location(cells, lineno):
-    """'cell C, line L' of the line `lineno` of a Program's code (the child does the same)."""
-    first, number, count = max((c for c in cells if c[0] <= lineno), default=cells[0])
-    return f"cell {number}, line {min(max(lineno - first + 1, 1), count)}"
