@@ -68,7 +68,7 @@ HOW_TO = """## Working in this notebook
 Write the parts that raise `NotImplementedError("TODO: ...")`; each is in its own cell below. Save
 the notebook as `{name}.ipynb` and check it with the grader, from the handout's folder:
 
-    python -m grader assignments/{name}.ipynb
+    .venv/bin/python -m grader assignments/{name}.ipynb
 
 The grader runs the notebook's code cells in order, as one Python module, in its own sandboxed
 process: nothing of your kernel's state counts, only what the cells define. Lines that only
