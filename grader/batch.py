@@ -45,6 +45,7 @@ from .runner import Cancel, Cancelled, GraderBug, grade, problem_report
 from .sandbox import DeviceUnavailable
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
+SUFFIXES = (".py", ".ipynb")  # a submission: NAME.py, or a notebook NAME.ipynb (grader/notebook.py)
 GRADER_DIR = Path(__file__).resolve().parent
 
 
@@ -88,10 +89,10 @@ def _hidden(parts):
 
 def discover(paths, assignments, forced=None):
     """The items for the given files and folders, sorted by key; UsageError if there are none."""
-    expected = ", ".join(f"{n}.py" for n in ([forced] if forced else assignments))
+    expected = ", ".join(f"{n}.py" for n in ([forced] if forced else assignments)) + " (or NAME.ipynb, a notebook)"
 
     def recognised(path):
-        if not path.is_file() or path.suffix != ".py":
+        if not path.is_file() or path.suffix not in SUFFIXES:
             return None
         if forced:
             return forced if path.stem == forced else None
@@ -103,8 +104,8 @@ def discover(paths, assignments, forced=None):
         if not path.exists():
             raise UsageError(f"no such file or directory: {raw}")
         if path.is_file():
-            if path.suffix != ".py":
-                raise UsageError(f"{raw} is not a Python file")
+            if path.suffix not in SUFFIXES:
+                raise UsageError(f"{raw} is not a Python file (.py) or a notebook (.ipynb)")
             name = forced or path.stem
             if name not in assignments:
                 raise UsageError(f"cannot tell the assignment of {raw}: name the file after one of "

@@ -17,6 +17,7 @@ This file must not import anything from the repository: the parent imports it to
 import json
 import math
 import os
+import re
 import struct
 import sys
 import traceback
@@ -236,12 +237,21 @@ class Connection:
         return fields["value"]
 
 
-def describe_exception(error, submission_file):
+def location(lineno, cells=()):
+    """"line N" of the submission; of a notebook's code (`cells`: [first line, cell, lines] per
+    code cell, made by grader/notebook.py) "cell C, line L"."""
+    if not cells or not isinstance(lineno, int):
+        return f"line {lineno}"
+    first, number, count = max((c for c in cells if c[0] <= lineno), default=cells[0])
+    return f"cell {number}, line {min(max(lineno - first + 1, 1), count)}"
+
+
+def describe_exception(error, submission_file, cells=()):
     """Kind and one-line summary of an exception, naming the submission's own frame."""
     frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == submission_file]
-    where = f" (line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
+    where = f" ({location(frames[-1].lineno, cells)}, in {frames[-1].name})" if frames else ""
     if isinstance(error, SyntaxError) and error.filename == submission_file:
-        return "syntax", f"{type(error).__name__}: {error.msg} (line {error.lineno})"
+        return "syntax", f"{type(error).__name__}: {error.msg} ({location(error.lineno, cells)})"
     if isinstance(error, NotImplementedError):
         text = str(error) if str(error).startswith("TODO") else f"TODO: {frames[-1].name if frames else error}"
         return "todo", f"unfinished {text}"
@@ -263,6 +273,9 @@ def traceback_text(error, config):
         frames = frames[first:][-8:]
     text = ("Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)) if frames else "")
     text += "".join(traceback.format_exception_only(type(error), error))
+    if config.get("cells"):  # a notebook: its cells' lines, not the joined code's
+        text = re.sub(rf'File "{re.escape(config["submission"])}", line (\d+)',
+                      lambda m: f'File "{config["submission"]}", {location(int(m[1]), config["cells"])}', text)
     return text.replace(config["submission"], config.get("display", config["submission"]))
 
 
@@ -309,7 +322,7 @@ def main():
     try:
         spec.loader.exec_module(module)
     except BaseException as error:  # SystemExit included: exiting during import is a failure
-        kind, message = describe_exception(error, config["submission"])
+        kind, message = describe_exception(error, config["submission"], config.get("cells"))
         if isinstance(error, SystemExit):
             kind, message = "exit", f"the submission called exit({error.code}) while being imported"
         connection.send("error", kind=kind, message=message, traceback=traceback_text(error, config))
@@ -338,7 +351,7 @@ def main():
                 value = function(*fields.get("args", []), **fields.get("kwargs", {}))
             connection.send("result", value=value)
         except BaseException as error:
-            kind, message = describe_exception(error, config["submission"])
+            kind, message = describe_exception(error, config["submission"], config.get("cells"))
             if isinstance(error, SystemExit):
                 kind, message = "exit", f"the submission called exit({error.code}) during {label}"
             connection.send("error", kind=kind, message=message, traceback=traceback_text(error, config))

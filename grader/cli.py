@@ -42,19 +42,19 @@ def parser(assignments):
     listing = "\n".join(f"  {name:20s} {a.title}" for name, a in assignments.items())
     p = argparse.ArgumentParser(
         prog="python -m grader", formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="python -m grader SUBMISSION.py [options]   (or a folder: a class, see below)",
+        usage="python -m grader SUBMISSION.py|.ipynb [options]   (or a folder: a class, see below)",
         description="Runs your file in a sandboxed child process and measures it with the grader's own\n"
                     "environments, data and seeds; every check says what it found and, on failure, the likely bug.\n"
                     "  python -m grader assignments/bandits.py\n"
                     "  python -m grader assignments/vae.py --check loss --plots plots/",
-        epilog=f"assignments (recognised from the file name NAME.py):\n{listing}\n\n"
+        epilog=f"assignments (recognised from the file name NAME.py, or NAME.ipynb for a notebook):\n{listing}\n\n"
                "A folder is a class: DIR/STUDENT/.../NAME.py (the NAME.py files directly in DIR are the work of\n"
                "one student, named after DIR); results go to OUT/STUDENT/NAME.json as each one finishes and a\n"
                "table of students by assignment to OUT/summary.csv and the terminal. python -m grader merge\n"
                "REPORTS_DIR... combines the outputs of several runs (see python -m grader merge --help).\n\n"
                "exit status: 0 all checks passed, 1 a submission failed, 2 usage error, 3 grader error,\n"
                "130 interrupted")
-    p.add_argument("paths", nargs="+", metavar="SUBMISSION", help="your file (NAME.py), or a folder of students' files")
+    p.add_argument("paths", nargs="+", metavar="SUBMISSION", help="your file (NAME.py or NAME.ipynb), or a folder of students' files")
     p.add_argument("--check", action="append", metavar="TEXT",
                    help="run only the checks whose name contains TEXT (repeatable), e.g. --check loss")
     p.add_argument("--plots", metavar="DIR", help="save plots (reward curves, learning curves, samples) here; "

@@ -60,12 +60,14 @@ class Report:
     score: float = field(default=0, metadata={"doc": "points earned", "type": "number"})
     max_score: float = field(default=0, metadata={"doc": "points available", "type": "number"})
     error: str = _doc("a problem that stopped every check (see `error_kind`), one line", "str or null")
-    error_kind: str = _doc("`syntax`, `import`, `exception`, `timeout`, `too_large`... at import; in a class also "
+    error_kind: str = _doc("`syntax`, `import`, `exception`, `timeout`, `too_large`, `notebook` (unreadable)... at import; in a class also "
                            "`missing`, `ambiguous`, `grader`", "str or null")
     error_details: str = _doc("for that problem, the submission's traceback (a syntax error: its line and a caret)",
                               "str or null")
     todos: list = field(default_factory=list, metadata={
         "doc": "functions still raising `NotImplementedError(\"TODO: ...\")`", "type": "[str]"})
+    notes: list = field(default_factory=list, metadata={
+        "doc": "how the submission was read, e.g. a notebook's cells whose IPython-only lines were left out", "type": "[str]"})
     checks: list = field(default_factory=list, metadata={"doc": "one per check, in order (below)", "type": "[object]"})
     graded_at_submission: list = field(default_factory=list, metadata={
         "doc": "hidden checks whose code this copy of the grader lacks (the students' handout): graded when "
@@ -134,6 +136,7 @@ def render(report):
     out = [f"{report.title}", f"submission: {report.submission}  (assignment {report.assignment}, "
            f"device {report.device}, seed {report.seed}, sandbox {report.sandbox or 'none'}, "
            f"{report.durations['total_s']:.1f} s)"]
+    out += [f"note: {note}" for note in report.notes]
     if report.error:
         out.append(f"error: {report.error}")
         if report.error_details and report.error_kind in ("syntax", "import", "exception", "todo"):

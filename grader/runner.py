@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import secret
+from . import notebook, secret
 from .sandbox import DeviceUnavailable, Sandbox, SubmissionError
 from .report import CheckResult, Report
 from .spec import Outcome
@@ -63,6 +63,7 @@ class Context:
                  source=None, isolation="bubblewrap"):
         self.assignment, self.submission, self.limits = assignment, Path(submission), limits
         self.source = Path(submission).read_bytes() if source is None else source
+        self.program, self.problem = self._program(limits)
         self.isolation = isolation
         self._progress = progress
         self._relayed = (0.0, 0)  # (second, lines relayed in it)
@@ -73,6 +74,18 @@ class Context:
         self.shared = {}  # state a check leaves for later checks (e.g. a trained agent's results)
         self.results = {}  # check name -> (its functions, passed), for the checks run so far
         self._sandbox = None
+
+    def _program(self, limits):
+        """(the Program the child imports, the submission's failure reading it or None): a
+        notebook's code cells (grader/notebook.py), or the .py file itself."""
+        try:
+            program = notebook.program(self.submission, self.source, limits.max_submission_bytes)
+        except notebook.NotebookError as error:
+            return notebook.Program(b""), SubmissionError("notebook", str(error))
+        if program.cells and len(program.code) > limits.max_submission_bytes:
+            return program, SubmissionError("too_large", f"the notebook's code cells have {len(program.code):,} bytes, "
+                                            f"more than the {limits.max_submission_bytes:,} allowed (outputs do not count)")
+        return program, None
 
     def rng(self, *labels):
         """A random generator owned by the grader, reproducible from the seed and the labels."""
@@ -113,11 +126,13 @@ class Context:
         """The running child; started again (fresh import) if a previous check killed it."""
         if self.cancel is not None and self.cancel.cancelled:
             raise Cancelled()
+        if self.problem is not None:
+            raise self.problem
         if self._sandbox is None or not self._sandbox.alive:
             self.close()
-            self._sandbox = Sandbox(self.source, self.assignment.name, self.limits, self.device_requested,
+            self._sandbox = Sandbox(self.program.code, self.assignment.name, self.limits, self.device_requested,
                                     self.assignment.tensorflow, self.isolation, display_name=str(self.submission),
-                                    on_output=self._relay if self._progress else None)
+                                    on_output=self._relay if self._progress else None, cells=self.program.cells)
             try:
                 self._sandbox.start()
             finally:
@@ -225,7 +240,7 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
         status="passed" if passed else "failed", passed=passed, score=round(score, 4),
         max_score=assignment.max_score, error=error.message if error else None,
         error_kind=error.kind if error else None, error_details=(error.details or None) if error else None,
-        todos=sorted(set(todos)), checks=results,
+        todos=sorted(set(todos)), notes=list(ctx.program.notes), checks=results,
         graded_at_submission=[c.name for c in assignment.checks if c not in assignment.graded_checks], device=ctx.device or "cpu", seed=seed, limits=asdict(limits),
         durations={"total_s": round(time.monotonic() - t0, 3), "start_s": round(start_s, 3)},
         started_at=started.isoformat(timespec="seconds"), versions=versions())
@@ -233,7 +248,8 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
 
 NOT_RUN = {"syntax": "the file has a syntax error (see above)",
            "import": "the file could not be imported (see above)",
-           "too_large": "the file is too large (see above)"}
+           "too_large": "the file is too large (see above)",
+           "notebook": "the notebook could not be read (see above)"}
 
 
 def todo_name(failure):

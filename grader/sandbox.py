@@ -463,8 +463,9 @@ class Sandbox:
     the submission prints, line by line, as it prints it (for progress; never for scoring)."""
 
     def __init__(self, source, module, limits, device="cpu", tensorflow=False, isolation="bubblewrap",
-                 display_name=None, on_output=None):
+                 display_name=None, on_output=None, cells=()):
         self.source, self.module, self.limits = bytes(source), module, limits
+        self.cells = [list(cell) for cell in cells]  # a notebook's: its code's lines -> cells (grader/notebook.py)
         self.device_requested, self.tensorflow, self.isolation = device, tensorflow, isolation
         self.display_name = display_name or f"{module}.py"
         self.on_output = on_output
@@ -488,7 +489,7 @@ class Sandbox:
         output_r, output_w = os.pipe()
         config = {"rfd": to_child_r, "wfd": from_child_w, "module": self.module, "display": self.display_name,
                   "tensorflow": self.tensorflow, "device": self.device_requested, "threads": self.limits.threads,
-                  "max_file_bytes": self.limits.disk_mb << 20}
+                  "max_file_bytes": self.limits.disk_mb << 20, "cells": self.cells}
         fds = {}
         if self.isolation == "bubblewrap":
             path, reason = bubblewrap()

@@ -171,3 +171,76 @@ def _base_python():
     """A Python 3.11 as the student would have it (not this virtual environment's)."""
     import sysconfig
     return str(Path(sys.base_prefix) / "bin" / f"python{sysconfig.get_python_version()}")
+
+
+# ------------------------------------------------------------------ notebooks
+def notebooks(files):
+    import nbformat
+    return {name.split("/")[-1][:-len(".ipynb")]: nbformat.reads(data.decode(), as_version=4)
+            for name, data in files.items() if name.endswith(".ipynb")}
+
+
+def fill_notebook(notebook, solution):
+    """The notebook with its TODOs replaced, cell by cell, by the solution's regions in order."""
+    regions = [region.split("### END SOLUTION")[0] for region in solution.split("### BEGIN SOLUTION\n")[1:]]
+    regions = ["\n".join(line for line in region.split("\n")[:-1]) + "\n" for region in regions]
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.source = "".join(regions.pop(0) if line.strip().startswith('raise NotImplementedError("TODO: ')
+                                  else line for line in cell.source.splitlines(keepends=True))
+    assert not regions
+    return notebook
+
+
+def test_the_handout_has_a_notebook_of_every_template(handout):
+    import nbformat
+    _, files, _ = handout
+    books = notebooks(files)
+    assert sorted(books) == [s.stem for s in SOLUTIONS]
+    for name, notebook in books.items():
+        nbformat.validate(notebook)
+        kinds = [c.cell_type for c in notebook.cells]
+        assert kinds[:3] == ["markdown"] * 3 and kinds[-1] == "code"
+        assert notebook.cells[0].source.startswith("# ") and notebook.cells[1].source.startswith("## How it is graded")
+        assert f"python -m grader assignments/{name}.ipynb" in notebook.cells[2].source
+        assert '`__name__` is `"__main__"`' in notebook.cells[2].source and "preview" in notebook.cells[2].source
+        todos = [c for c in notebook.cells if 'raise NotImplementedError("TODO' in c.source]
+        assert all(c.source.count("\ndef ") + c.source.startswith("def ") <= 1 for c in todos)  # a function a cell
+        last = notebook.cells[-1].source
+        assert 'if __name__ == "__main__":\n    main([])' in last
+        template = (REPO / "assignments" / f"{name}.py").read_text()
+        if make_handout.FENCE in template:  # the grader interface: the last cell, marked as such
+            assert make_handout.FENCE in last and notebook.cells[-2].source.startswith("## Grader interface")
+            assert not any(make_handout.FENCE in c.source for c in notebook.cells[:-1] if c.cell_type == "code")
+
+
+@pytest.mark.parametrize("name", [s.stem for s in SOLUTIONS])
+def test_the_handout_notebooks_filled_from_the_solutions_convert_and_compile(handout, name):
+    from grader.notebook import to_program
+    import nbformat
+    _, files, _ = handout
+    filled = fill_notebook(notebooks(files)[name], (REPO / "solutions" / f"{name}.py").read_text())
+    program = to_program(nbformat.writes(filled).encode())
+    compile(program.code, f"{name}.ipynb", "exec")
+    assert b"NotImplementedError" not in program.code and program.notes == ()
+
+
+@pytest.mark.parametrize("name", ["bandits", "value_iteration"])
+def test_the_filled_handout_notebooks_pass_and_run_in_jupyter(handout, tmp_path, name):
+    """Graded by the handout's grader, every check passes; run as Jupyter does (as __main__, with the
+    kernel's argv), the last cell runs main([])."""
+    from grader.notebook import to_program
+    import nbformat
+    _, files, root = handout
+    folder = root / f"filled-{name}"
+    folder.mkdir()
+    text = nbformat.writes(fill_notebook(notebooks(files)[name], (REPO / "solutions" / f"{name}.py").read_text()))
+    (folder / f"{name}.ipynb").write_text(text)
+    result = subprocess.run([sys.executable, "-m", "grader", f"filled-{name}/{name}.ipynb", "--quiet"], cwd=root,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and result.stdout.startswith("PASSED"), result.stdout + result.stderr
+    kernel = ("import sys; sys.argv = ['ipykernel_launcher.py', '-f', 'kernel.json']\n"
+              f"exec(compile(open({str(tmp_path / 'code.py')!r}).read(), 'notebook', 'exec'), {{'__name__': '__main__'}})")
+    (tmp_path / "code.py").write_bytes(to_program(text.encode()).code)
+    jupyter = subprocess.run([sys.executable, "-c", kernel], cwd=folder, capture_output=True, text=True, timeout=300)
+    assert jupyter.returncode == 0 and jupyter.stdout, jupyter.stderr

@@ -2,6 +2,7 @@
 """Builds the student handout: an archive (.zip or .tar.gz) of course-handout/ with
 
     assignments/*.py       the templates (generated from the solutions: tools/make_templates.py)
+    assignments/*.ipynb    the same templates as Jupyter notebooks (jupytext; `notebook()` below)
     grader/                the grader, exactly as the course uses it
     datasets/              the datasets package (code, checksums, its README)
     scripts/setup_data.sh  the offline MNIST set-up
@@ -21,7 +22,9 @@ fixed dates).
     python tools/make_handout.py -o handout.tar.gz
 """
 import argparse
+import ast
 import io
+import json
 import re
 import sys
 import tarfile
@@ -47,7 +50,129 @@ def handout_files():
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     files["requirements.txt"] = "".join(f"{d}\n" for d in dependencies if not d.startswith("pytest")).encode()
     files["README.md"] = student_readme().encode()
+    for path in sorted((ROOT / "assignments").glob("*.py")):
+        files[f"assignments/{path.stem}.ipynb"] = notebook(path.read_text(), path.stem)
     return files, modes
+
+
+# ------------------------------------------------------------------ notebooks
+FENCE = "# Grader interface: what the grader calls. You need not read or change anything below."
+TOP_LEVEL = re.compile(r"(def |class |async def |@|if __name__ == .__main__.:)")
+# In Jupyter, sys.argv holds the kernel's options and __file__ is not defined: the notebook's
+# copy of the template calls main([]) and locates itself by its name.
+NOTEBOOK_EDITS = (('if __name__ == "__main__":\n    main()',
+                   'if __name__ == "__main__":\n    main([])  # the options as on the command line, e.g. main(["--help"])'),
+                  ("os.path.abspath(__file__)", 'os.path.abspath(globals().get("__file__", "{name}.ipynb"))'))
+HOW_TO = """## Working in this notebook
+
+Write the parts that raise `NotImplementedError("TODO: ...")`; each is in its own cell below. Save
+the notebook as `{name}.ipynb` and check it with the grader, from the handout's folder:
+
+    .venv/bin/python -m grader assignments/{name}.ipynb
+
+The grader runs the notebook's code cells in order, as one Python module, in its own sandboxed
+process: nothing of your kernel's state counts, only what the cells define. Lines that only
+Jupyter understands (`%matplotlib inline`, `!pip install ...`) are left out, with a note in the
+report; errors name the cell (counted from the top, text cells included) and its line.
+
+Your own experiments run only under `if __name__ == "__main__":` (the last cell): in Jupyter or
+Colab `__name__` is `"__main__"`, so running that cell runs them; the grader imports the notebook
+as the module `{name}` (`__name__` is `"{name}"`), so they do not run when graded. Keep long
+trainings there, never at the top level of a cell. In Colab there is no sandbox and no grader:
+what you measure there is a preview; the grade is what `python -m grader` says."""
+
+
+INTERFACE = ("## Grader interface\n\nWhat the grader calls: you need not read or change this cell, but run it (it "
+             "also holds the `if __name__ == \"__main__\":` part that runs your experiments in Jupyter).")
+RUN = "## Run your experiments\n\nRunning this cell runs them in Jupyter; the grader does not run it."
+
+
+def markdown(text):
+    """A docstring's paragraph as Markdown: its indented lines as a code block, `*` escaped
+    outside code spans (lecture notation such as v*(s) is not emphasis)."""
+    out, block = [], []
+    for line in text.split("\n") + [""]:
+        if line.startswith("    ") and line.strip():
+            block.append(line[4:])
+            continue
+        if block:
+            out += ["```", *block, "```"]
+            block = []
+        if line:
+            out.append(re.sub(r"(`[^`]*`)|\*", lambda m: m[1] or r"\*", line))
+    return "\n".join(out)
+
+
+def docstring_cells(doc, name):
+    """The module docstring as Markdown cells: the title and the text, then how it is graded."""
+    paragraphs = [p for p in doc.strip("\n").split("\n\n") if p.strip()]
+    title, *intro = paragraphs[0].split("\n")
+    cells, text = [], [f"# {title}"] + ([markdown("\n".join(intro))] if intro else [])
+    for paragraph in paragraphs[1:]:
+        if paragraph.startswith("How it is graded"):
+            heading, _, body = paragraph.partition("\n")
+            cells.append("\n\n".join(text))
+            text = [f"## {heading.rstrip(':')}", " ".join(line.strip() for line in body.split("\n"))]
+        else:
+            text.append(markdown(paragraph))
+    cells.append("\n\n".join(text))
+    return cells + [HOW_TO.format(name=name)]
+
+
+def code_cells(code):
+    """Top-level chunks of code: the imports, then each function or class (with the comments
+    above it) in its own cell; from the grader interface's fence on, one cell."""
+    chunks, lines, fenced = [[]], code.split("\n"), False
+    for index, line in enumerate(lines):
+        fence = line.startswith("# ===") and index + 1 < len(lines) and lines[index + 1] == FENCE
+        if fence or (not fenced and TOP_LEVEL.match(line) and not (chunks[-1] and chunks[-1][-1].startswith("@"))):
+            comments = []
+            while chunks[-1] and chunks[-1][-1].startswith("#") and not fence:
+                comments.insert(0, chunks[-1].pop())
+            chunks.append(comments)
+        fenced = fenced or fence
+        chunks[-1].append(line)
+    return ["\n".join(chunk).strip("\n") for chunk in chunks if "\n".join(chunk).strip()]
+
+
+def notebook(template, name):
+    """The template as a notebook (bytes): Markdown cells from its docstring, a code cell per
+    import block, function and class, and the grader interface in a last cell marked as such.
+    Made with jupytext from the py:percent form; cell ids are fixed, so the handout is reproducible."""
+    import jupytext
+    import nbformat
+    for old, new in NOTEBOOK_EDITS:
+        template = template.replace(old, new.format(name=name))
+    module = ast.parse(template)
+    doc_end = module.body[0].end_lineno if ast.get_docstring(module) else 0
+    lines = template.split("\n")
+    doc = ast.get_docstring(module, clean=False) or ""
+    cells = [("markdown", text) for text in docstring_cells(doc, name)]
+    title = doc.strip().split("\n")[0]
+    code = f'__doc__ = """{title}\n"""  # the text cells above are the module\'s docstring; parse_args reads it\n'
+    for chunk in code_cells(code + "\n".join(lines[doc_end:])):
+        if chunk.startswith("# ===") and FENCE in chunk:
+            cells.append(("markdown", INTERFACE))
+        cells.append(("code", chunk))
+    if not any(kind == "code" and "Grader interface" in text for kind, text in cells):
+        guard = cells.pop()  # no interface: the last cell is the `if __name__ == "__main__":` part
+        cells += [("markdown", RUN), guard]
+    text = "\n\n".join("# %% [markdown]\n" + "\n".join(f"# {line}".rstrip() for line in body.split("\n"))
+                         if kind == "markdown" else f"# %%\n{body}" for kind, body in cells) + "\n"
+    nb = jupytext.reads(text, fmt="py:percent")
+    nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                   "language_info": {"name": "python"}}
+    for index, cell in enumerate(nb.cells):
+        cell.id = f"{name}-{index}"
+    nbformat.validate(nb)
+    return nbformat.writes(nb).encode()
+
+
+def text_of(path, data):
+    """What a file says: a notebook's cells, anything else its text."""
+    if path.endswith(".ipynb"):
+        return "\n".join("".join(cell["source"]) for cell in json.loads(data)["cells"])
+    return data.decode(errors="replace")
 
 
 def student_readme():
@@ -83,7 +208,7 @@ def leaks(files):
     """[(path, solution, run)] of solution code found in the files."""
     found = []
     for path, data in files.items():
-        lines = [line.strip() for line in data.decode(errors="replace").splitlines()]
+        lines = [line.strip() for line in text_of(path, data).splitlines()]
         lines = [line for line in lines if line and not line.startswith("#")]
         windows = {tuple(lines[i:i + w]) for w in (1, 2, 3) for i in range(len(lines) - w + 1)}
         found += [(path, solution, run) for solution, run in solution_runs() if run in windows]
@@ -97,8 +222,8 @@ def dangling(files):
     """[(path, line number, line)] of references to folders the handout does not ship."""
     found = []
     for path, data in files.items():
-        if path.endswith((".py", ".md", ".sh", ".txt")):
-            for number, line in enumerate(data.decode(errors="replace").splitlines(), 1):
+        if path.endswith((".py", ".md", ".sh", ".txt", ".ipynb")):
+            for number, line in enumerate(text_of(path, data).splitlines(), 1):
                 if UNSHIPPED.search(line) and "course's repository" not in line:
                     found.append((path, number, line.strip()))
     return found
