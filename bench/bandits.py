@@ -61,7 +61,7 @@ def main():
     expected = {}
     for epsilon, alpha, initial in spec.EXPECTED:
         averages = play(solution, epsilon, alpha, initial, args.episodes, seed=2024)
-        expected[(epsilon, alpha, initial)] = (round(averages.mean(), 4), round(averages.std(), 4))
+        expected[(epsilon, alpha, initial)] = (round(float(averages.mean()), 4), round(float(averages.std()), 4))
     print(f"expected rewards of the reference over {args.episodes} episodes:")
     print("EXPECTED = {", *[f"    {config}: {value}," for config, value in expected.items()], "}", sep="\n")
     if args.write:

@@ -14,6 +14,7 @@ next to the spec, which the spec imports: a bench run changes the numbers, never
     k_of_n_fails(0.065, 2, 3)       # a training that fails 6.5% of the time, graded "2 of at most 3"
     false_fail(p1, p2, ...)         # one grading with several independent checks
 """
+import ast
 import datetime
 import math
 import pprint
@@ -92,6 +93,13 @@ def write_constants(path, constants, *, by):
     for name, value in constants.items():
         if not name.isidentifier() or not name.isupper():
             raise ValueError(f"{name!r}: constants are UPPER_CASE identifiers")
-        lines.append(f"{name} = {pprint.pformat(value, width=100, sort_dicts=False)}")
+        text = pprint.pformat(value, width=100, sort_dicts=False)
+        try:
+            plain = ast.literal_eval(text) == value
+        except (ValueError, SyntaxError):
+            plain = False
+        if not plain:
+            raise ValueError(f"{name}: {text[:80]} is not a plain Python literal (numpy scalars? use float())")
+        lines.append(f"{name} = {text}")
     path.write_text("\n".join(lines) + "\n")
     return path
