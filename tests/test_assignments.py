@@ -73,6 +73,19 @@ def test_the_template_has_a_todo_per_solution_region_each_checked_by_name(name):
             f"{name}: no check lists {function} in its functions"
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_the_template_fails_its_unit_checks_naming_its_todos(tmp_path, name):
+    """The template as students get it: every unit check about a TODO fails saying which TODO (its
+    own, or the one it needs); the report lists only the template's TODOs."""
+    template = (REPO / "assignments" / f"{name}.py").read_text()
+    checks = unit_checks(ASSIGNMENTS[name])
+    report = graded(tmp_path, name, template, checks)
+    assert not report.passed and report.todos and set(report.todos) <= set(todos(name)), report.todos
+    for check, result in zip(checks, report.checks):
+        if set(check.functions) & set(todos(name)):
+            assert not result.passed and "TODO" in result.message, (result.name, result.message)
+
+
 CASES = [(name, function, index) for name in NAMES for index, function in enumerate(todos(name))]
 
 
