@@ -160,7 +160,7 @@ def test_the_handout_rules_hold_for_the_assignment(handout_files, name):
     assignment's files refer to bench/, tests/, tools/ only as "in the course's repository"."""
     assert [leak for leak in make_handout.leaks(handout_files) if leak[1] == f"{name}.py"] == []
     own = {path: data for path, data in handout_files.items()
-           if re.fullmatch(rf"(assignments|grader/assignments|grader/hidden)/{name}(_\w+)?\.py", path)}
+           if re.fullmatch(rf"(assignments|grader/assignments|grader/hidden)/{name}(_\w+)?\.(py|ipynb)", path)}
     assert f"assignments/{name}.py" in own and f"grader/assignments/{name}.py" in own
     assert make_handout.dangling(own) == []
 
