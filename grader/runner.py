@@ -188,7 +188,7 @@ def _prepared(function):
 def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_dir=None, progress=None,
           cancel=None, source=None, isolation="bubblewrap"):
     """Grades one submission file (its bytes `source` when the caller has read them already);
-    returns the report dict. Raises DeviceUnavailable when the requested device is missing,
+    returns its Report (grader/report.py). Raises DeviceUnavailable when the requested device is missing,
     GraderBug for errors of the grader itself and Cancelled when `cancel` (a Cancel) was
     cancelled meanwhile. `progress(text)` is told each check as it starts and how long ones go."""
     limits = limits or assignment.limits

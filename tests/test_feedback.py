@@ -31,7 +31,7 @@ def test_an_import_error_shows_the_students_traceback(submission):
 
 def test_a_check_blocked_by_another_functions_todo_names_what_it_needs(tmp_path):
     """In value_iteration, sweep calls q_values: with q_values unfinished, sweep's check needs it."""
-    from test_todos import todos
+    from test_assignments import todos
     path = tmp_path / "value_iteration.py"
     path.write_text(with_one_todo("value_iteration", todos("value_iteration").index("q_values"))[0])
     spec = all_assignments()["value_iteration"]

@@ -1,7 +1,6 @@
 """Value iteration: the reference passes, the template fails naming its TODOs, every TODO and
 every typical bug fails a check that names it, the grader's model agrees with real episodes,
 and the plot shows the values and the policy."""
-import re
 import subprocess
 import sys
 
@@ -66,9 +65,6 @@ def test_a_policy_that_is_not_optimal_is_drawn_in_red(tmp_path):
 
 
 def test_template_fails_naming_its_todos(tmp_path):
-    template = (REPO / "assignments/value_iteration.py").read_text()
-    assert re.findall(r'NotImplementedError\("TODO: (\w+)"\)', template) == TODOS
-    assert [with_one_todo("value_iteration", i)[1] for i in range(len(TODOS))] == TODOS and with_one_todo("value_iteration", len(TODOS)) == (None, None)
     result, checks, report = checks_of(tmp_path, "assignments/value_iteration.py")
     assert result.returncode == 1 and sorted(report["todos"]) == sorted(TODOS)
     for function, name in UNIT.items():

@@ -18,50 +18,37 @@ Plots (--plots DIR): DIR/bandits-average-reward.png, the average reward at each 
 testbed configurations graded so far (like the lecture's epsilon-greedy figure), with the
 reference's mean as a dashed line.
 """
-import math
-
 import numpy as np
 
 from ..sandbox import SubmissionError, expect_array, expect_handle
 from ..spec import Assignment, Check, Limits, Outcome
 from ._shared import figure, likely_bug, save
+from ._stats import chi2_tail, false_fail, mean_tolerance, normal_tail, rate_tolerance, sci
+from .bandits_constants import EXPECTED, REFERENCE_EPISODES  # (mean reward, per-episode SD) by (epsilon, alpha, initial)
 
 BANDITS, EPISODE_LENGTH, EPISODES = 10, 1000, 2000
 Z = 5.0  # tolerance of a testbed configuration, in standard errors
-# (epsilon, alpha, initial) -> (expected mean reward, per-episode SD), from bench/bandits.py in the course's repository
-EXPECTED = {
-    (0.1, 0.0, 0.0): (1.3062, 0.5427),
-    (0.0, 0.15, 1.0): (1.4540, 0.6086),
-    (0.1, 0.15, 0.0): (1.2846, 0.5243),
-}
-REFERENCE_EPISODES = 20000
 UPDATE_EPISODES, UPDATE_STEPS, UPDATE_ARMS = 8, 6, 3  # few arms, so that an arm is pulled several times
 UPDATE_RULES = {"sample averaging": (0.0, 2.0), "constant step size": (0.25, 1.0)}  # (alpha, initial)
 UPDATE_ATOL = 1e-5
 GREEDY_EPISODES, GREEDY_ROUNDS = 64, 5
 EXPLORE_EPISODES, EXPLORE_ROUNDS, EXPLORE_EPSILON = 4000, 5, 0.2
 EXPLORE_P = EXPLORE_EPSILON * (BANDITS - 1) / BANDITS  # a uniformly random arm is the greedy one 1 time in 10
-EXPLORE_TOLERANCE = 5 * math.sqrt(EXPLORE_P * (1 - EXPLORE_P) / (EXPLORE_EPISODES * EXPLORE_ROUNDS))
+EXPLORE_TOLERANCE = rate_tolerance(EXPLORE_P, EXPLORE_EPISODES * EXPLORE_ROUNDS, z=5)
 CHI2_MAX = 50  # the exploring arms' spread over the 9 non-greedy arms (8 degrees of freedom)
 SELECT, UPDATE = "Agent.select_actions", "Agent.update"
 BOTH = (SELECT, UPDATE)
 
 
-def sci(x):
-    """1e-05 -> 1e-5"""
-    return f"{x:.0e}".replace("e-0", "e-")
-
-
 def testbed_tolerance(config):
     """Z standard errors of the difference between the graded mean and the reference's mean."""
-    return Z * EXPECTED[config][1] * math.sqrt(1 / EPISODES + 1 / REFERENCE_EPISODES)
+    return mean_tolerance(EXPECTED[config][1], EPISODES, z=Z, reference_n=REFERENCE_EPISODES)
 
 
 def false_failure_probability():
     """How often a correct submission fails a grading: the three testbed configurations and
     the exploration rate (5 standard errors each, two-sided) and the chi-square test."""
-    chi2_tail = math.exp(-CHI2_MAX / 2) * sum((CHI2_MAX / 2) ** k / math.factorial(k) for k in range(4))
-    return (len(EXPECTED) + 1) * math.erfc(Z / math.sqrt(2)) + chi2_tail
+    return false_fail(*[normal_tail(Z)] * (len(EXPECTED) + 1), chi2_tail(CHI2_MAX, BANDITS - 2))
 
 
 def describe(epsilon, alpha, initial):

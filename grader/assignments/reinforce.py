@@ -69,7 +69,7 @@ ASSIGNMENT = Assignment(
                     "actions sampled; agent.train gets the states and actions played and their returns"),
         common.unit("evaluate: greedy returns", common.check_evaluate, ["evaluate"],
                     "the most probable action in every state; the total reward of each episode"),
-        Check("training: greedy mean return", common.check_training(THRESHOLD, TRAININGS, REQUIRED), points=6,
+        Check("training: greedy mean return", common.check_training(THRESHOLD, TRAININGS, REQUIRED), points=6, training=True,
               description=f"mean return of 100 greedy episodes >= {THRESHOLD} in {REQUIRED} of at most "
                           f"{TRAININGS} trainings"),
     ),

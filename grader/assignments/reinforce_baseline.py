@@ -224,7 +224,7 @@ ASSIGNMENT = Assignment(
         common.unit("evaluate: greedy returns", common.check_evaluate, ["evaluate"],
                     "the most probable action in every state; the total reward of each episode"),
         Check("training: greedy mean return", common.check_training(THRESHOLD, TRAININGS, REQUIRED, budget=BUDGET),
-              points=6, description=f"mean return of 100 greedy episodes >= {THRESHOLD} within {BUDGET} episodes, "
+              points=6, training=True, description=f"mean return of 100 greedy episodes >= {THRESHOLD} within {BUDGET} episodes, "
                                     f"in {REQUIRED} of at most {TRAININGS} trainings"),
     ),
 )

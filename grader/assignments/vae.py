@@ -517,7 +517,7 @@ ASSIGNMENT = Assignment(
         Check("train step: lowers the -ELBO", unit(STEP, check_train_step), functions=(STEP,),
               description=f"one epoch on {STEP_IMAGES} images lowers their -ELBO and updates both networks"),
     ) + tuple(
-        Check(f"test -ELBO, z_dim {z}", check_training(z), points=3, functions=UNITS + (STEP,),
+        Check(f"test -ELBO, z_dim {z}", check_training(z), points=3, functions=UNITS + (STEP,), training=True,
               description=f"test-set negative ELBO <= {threshold} nats per image")
         for z, (_, threshold) in CONFIGS.items()),
 )

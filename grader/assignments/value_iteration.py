@@ -55,8 +55,6 @@ Plots (--plots DIR): DIR/value_iteration-maps.png, each map graded so far: the s
 values as a heat map, its policy as arrows (red where the action is not optimal), holes and
 goal marked, and the measured success rate.
 """
-import math
-
 import gymnasium as gym
 import numpy as np
 from gymnasium.envs.toy_text.frozen_lake import MAPS as MAPS_OF_GYMNASIUM, generate_random_map
@@ -64,6 +62,7 @@ from gymnasium.envs.toy_text.frozen_lake import MAPS as MAPS_OF_GYMNASIUM, gener
 from ..sandbox import SubmissionError, expect_array
 from ..spec import Assignment, Check, Limits, Outcome
 from ._shared import figure, likely_bug, save
+from ._stats import rate_tolerance, sci
 
 ACTIONS = 4  # FrozenLake: 0 left, 1 down, 2 right, 3 up
 ARROWS = "←↓→↑"
@@ -78,11 +77,6 @@ Z = 5.0             # the success rate's tolerance, in standard errors
 FALSE_FAILURE = 1e-6  # P(a correct submission fails a grading): exact binomial tails (see above)
 MAP_NAMES = {name: MAPS_OF_GYMNASIUM[name] for name in ("4x4", "8x8")}
 Q, SWEEP, VI, GREEDY = "q_values", "sweep", "value_iteration", "greedy_policy"
-
-
-def sci(x):
-    """1e-06 -> 1e-6"""
-    return f"{x:.0e}".replace("e-0", "e-")
 
 
 def map_name(name, slippery):
@@ -463,7 +457,7 @@ def check_map(name, slippery, gamma, theta):
         ctx.progress(f"{title}: {episodes} episodes with the greedy policy")
         successes, played = play(model, policy, episodes, int(ctx.rng("episodes", name, slippery).integers(2**31)))
         rate = successes / played
-        rate_min = p_best - Z * math.sqrt(p_best * (1 - p_best) / played) - 1e-9
+        rate_min = p_best - rate_tolerance(p_best, played, z=Z) - 1e-9
         rate_ok = rate >= rate_min
         parts = [f"values: {message}"]
         parts.append(f"policy: loses at most {loss:.1e} of value at any state ({'' if policy_ok else 'must be '}"
