@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import REPO, run_grader, variant
-from grader import cli
+from grader import batch, cli
 from grader.report import Report
 from grader.assignments import all_assignments
 from grader.batch import Item, discover, parse_shard, shard
@@ -255,6 +255,11 @@ def test_merged_shards_equal_the_unsharded_run(tmp_path):
     bob = tmp_path / "shard1/bob/bandits.json" if "bob" in shard1 else tmp_path / "shard2/bob/bandits.json"
     (tmp_path / "other/bob").mkdir(parents=True)
     (tmp_path / "other/bob/bandits.json").write_text(json.dumps(dict(json.loads(bob.read_text()), score=3)))
+    forged = run_grader("merge", tmp_path / "shard1", tmp_path / "shard2", tmp_path / "other", "--out", tmp_path / "m2")
+    assert forged.returncode == 2 and str(tmp_path / "other/bob/bandits.json") in forged.stderr  # edited: refused
+    assert "signature does not verify" in forged.stderr and not (tmp_path / "m2").exists()
+    batch.write_json(tmp_path / "other/bob/bandits.json",
+                     batch.sign(Report.from_dict(dict(json.loads(bob.read_text()), score=3))))
     conflict = run_grader("merge", tmp_path / "shard1", tmp_path / "shard2", tmp_path / "other", "--out", tmp_path / "m2")
     assert conflict.returncode == 2 and "different reports for the same student" in conflict.stderr
     assert run_grader("merge", tmp_path / "nothing").returncode == 2
