@@ -246,7 +246,8 @@ def self_test(device):
                 uids = set()
                 for pid in (box.cgroup.pids() if box.cgroup else [box.process.pid]):
                     try:
-                        uids |= {int(line.split()[1]) for line in open(f"/proc/{pid}/status") if line.startswith("Uid:")}
+                        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+                        uids |= {int(line.split()[1]) for line in status if line.startswith("Uid:")}
                     except OSError:
                         pass
                 import pyseccomp
@@ -256,7 +257,7 @@ def self_test(device):
         else:
             outside = sorted(uids)
             item("the sandbox's uid outside", bool(outside) and 0 not in outside and " 0 " not in f" {got['uid_map']} ",
-                 f"{', '.join(map(str, outside))} on the host" + (f" (GRADER_SANDBOX_UID, the grader being root)"
+                 f"{', '.join(map(str, outside))} on the host" + (" (GRADER_SANDBOX_UID, the grader being root)"
                                                                   if user else " (the grader's own user)"),
                  "set GRADER_SANDBOX_UID to an unprivileged uid that user namespaces are allowed for")
             item("seccomp", got["keyctl"] == errno.EPERM, "keyctl() fails with EPERM in the sandbox" if

@@ -193,6 +193,7 @@ def seccomp_program():
     with EPERM; clone3 with ENOSYS (its flags cannot be inspected: the C library falls back to
     clone). Other architectures' system calls kill the process. Everything else is allowed."""
     import errno
+
     import pyseccomp as sc
     deny = sc.ERRNO(errno.EPERM)
     policy = sc.SyscallFilter(defaction=sc.ALLOW)

@@ -991,3 +991,166 @@ def test_without_bubblewrap_a_class_needs_no_sandbox(submission, tmp_path):
     graded = grade(tmp_path / "class", "--out", out, "--quiet", "--no-sandbox", *FAST, env=env)
     assert graded.returncode == 0, graded.stdout + graded.stderr
     assert report_of(out / "alice/bandits.json")["sandbox"] == "none"
+
+
+# ------------------------------------------------------------------ issue 14: no host root, no links, machine faults
+HARMLESS_SYSCTL = "/proc/sys/fs/lease-break-time"  # written for real by the attack: if it got through, restored
+HOST_ROOT = r'''
+import ctypes, errno, pyseccomp
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+
+def syscall(name, *args):
+    number = pyseccomp.resolve_syscall(pyseccomp.system_arch(), name)
+    if libc.syscall(ctypes.c_long(number), *[ctypes.c_long(a) for a in args]) == -1:
+        raise OSError(ctypes.get_errno(), errno.errorcode.get(ctypes.get_errno(), "?"))
+    return "returned"
+
+
+def open_for_writing(path):  # never writes: opening is the test (core_pattern must not change, even by accident)
+    os.close(os.open(path, os.O_WRONLY))
+    return "opened"
+
+
+def write_sysctl():
+    with open(SYSCTL, "w") as file:
+        file.write(str(int(open(SYSCTL).read()) + 1))
+    return "written"
+
+
+attempt("open core_pattern for writing", lambda: open_for_writing("/proc/sys/kernel/core_pattern"))
+attempt("open sysrq-trigger for writing", lambda: open_for_writing("/proc/sysrq-trigger"))
+attempt("write a sysctl", write_sysctl)
+ATTEMPTS["uid_map"] = "blocked: " + open("/proc/self/uid_map").read().strip()  # (read: told to the test)
+for name in DENIED:
+    attempt("syscall " + name, lambda name=name: syscall(name, 0, 0, 0, 0, 0, 0))
+attempt("clone a new user namespace", lambda: syscall("clone", 0x10000000 | 17, 0, 0, 0, 0))
+attempt("personality without ASLR", lambda: syscall("personality", 0x0040000))
+tell()
+'''
+
+
+def test_no_root_on_the_host_behind_the_sandbox(bwrap, submission, tmp_path):
+    """Where the grader is root, the sandbox's processes are an unprivileged uid on the host: the
+    sysctls (core_pattern), sysrq-trigger and other root-only files of /proc cannot be written,
+    /proc/self/uid_map maps to no 0, and every system call of the seccomp policy fails with EPERM."""
+    from grader.sandbox import DENIED_SYSCALLS
+    before = Path(HARMLESS_SYSCTL).read_text()
+    pattern = Path("/proc/sys/kernel/core_pattern").read_text()
+    path = submission(hostile(HOST_ROOT, SYSCTL=HARMLESS_SYSCTL, DENIED=list(DENIED_SYSCALLS)))
+    try:
+        result = run_grader(path, "--json", tmp_path / "r.json", "--quiet", *FAST)
+    finally:
+        if Path(HARMLESS_SYSCTL).read_text() != before:
+            Path(HARMLESS_SYSCTL).write_text(before)
+            pytest.fail(f"the sandbox wrote the host's {HARMLESS_SYSCTL} (restored)")
+    assert Path("/proc/sys/kernel/core_pattern").read_text() == pattern
+    assert result.returncode == 1, result.stdout + result.stderr
+    results = attack_results(report_of(tmp_path / "r.json"))
+    assert done(results) == {}, f"got through: {done(results)}"
+    mapping = results["uid_map"].split()[1:]  # "blocked: INSIDE OUTSIDE COUNT"
+    assert mapping[1] != "0", results["uid_map"]
+    for name in [*DENIED_SYSCALLS, "clone a new user namespace", "personality without ASLR"]:
+        got = results.get(f"syscall {name}", results.get(name))
+        assert got is None or "EPERM" in got, (name, got)  # (None: not a system call of this machine)
+    assert sum("EPERM" in got for got in results.values()) >= 30
+
+
+def test_the_sandboxs_processes_are_not_root_outside(bwrap):
+    """Seen from the host, every process of a running sandbox: not uid 0 (root) nor gid 0."""
+    from grader.sandbox import Sandbox
+    from grader.spec import Limits
+    with Sandbox(b"def f():\n    return 1\n", "tiny", Limits()) as box:
+        assert box.call("f") == 1
+        pids = box.cgroup.pids() if box.cgroup else {box.process.pid}
+        ids = [line.split()[1:] for pid in pids for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+               if line.startswith(("Uid:", "Gid:"))]
+    assert ids and all(value != "0" for row in ids for value in row), ids
+    if os.geteuid() == 0:
+        assert {row[0] for row in ids} == {str(int(os.environ.get("GRADER_SANDBOX_UID", 65533)))}
+
+
+def first_line(path):
+    return next(line for line in Path(path).read_text().splitlines() if line.strip())
+
+
+def test_links_in_a_class_folder_are_refused(bwrap, tmp_path):
+    """alice's bandits.py links to the grader's key, bob's to /etc/shadow, carol's to dave's,
+    erin's to the reference solution, frank's folder to dave's: each is refused (not_a_file) and
+    the key's and shadow's first lines appear in no output; dave is graded."""
+    secret.key()
+    links = {"alice": secret.key_file(), "bob": Path("/etc/shadow"), "carol": Path("../dave/bandits.py"),
+             "erin": REPO / "solutions/bandits.py"}
+    (tmp_path / "class/dave").mkdir(parents=True)
+    (tmp_path / "class/dave/bandits.py").write_text(SOLUTION)
+    for student, target in links.items():
+        (tmp_path / "class" / student).mkdir()
+        (tmp_path / "class" / student / "bandits.py").symlink_to(target)
+    (tmp_path / "class/frank").symlink_to(tmp_path / "class/dave")
+    out = tmp_path / "out"
+    result = run_grader(tmp_path / "class", "--out", out, *FAST, "--junit", tmp_path / "j.xml",
+                        "--html", tmp_path / "page.html", "--json", tmp_path / "all.json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    reports = {r["student"]: r for r in report_of(tmp_path / "all.json")["reports"]}
+    for student in [*links, "frank"]:
+        assert reports[student]["status"] == "failed" and reports[student]["error_kind"] == "not_a_file", reports[student]
+        assert "symbolic link" in reports[student]["error"]
+    assert reports["dave"]["passed"]
+    outputs = result.stdout + result.stderr + "".join(p.read_text() for p in tmp_path.rglob("*")
+                                                      if p.is_file() and not p.is_symlink() and "class" not in p.parts)
+    for secret_line in (first_line(secret.key_file()), first_line("/etc/shadow")):
+        assert secret_line not in outputs
+
+
+def test_a_file_given_on_the_command_line_may_be_a_link(bwrap, tmp_path):
+    (tmp_path / "bandits.py").symlink_to(REPO / "solutions/bandits.py")
+    result = run_grader(tmp_path / "bandits.py", "--json", tmp_path / "r.json", "--quiet", *FAST)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "a symbolic link to" in report_of(tmp_path / "r.json")["submission"]
+
+
+def test_students_whose_names_collide_get_their_own_reports(bwrap, tmp_path):
+    """`bob` and `bob.`, `a b` and `a_b`: one file name each once made safe; each keeps its own."""
+    students = {"bob": SOLUTION, "bob.": TEMPLATE, "a b": TEMPLATE, "a_b": SOLUTION}
+    for student, text in students.items():
+        (tmp_path / "class" / student).mkdir(parents=True)
+        (tmp_path / "class" / student / "bandits.py").write_text(text)
+    out = tmp_path / "out"
+    assert run_grader(tmp_path / "class", "--out", out, "--quiet", *FAST).returncode == 1
+    stored = {r["student"]: r["passed"] for r in map(report_of, out.glob("*/bandits.json"))}
+    assert stored == {"bob": True, "bob.": False, "a b": False, "a_b": True}
+
+
+def test_an_oversized_service_message_is_the_submissions_failure(bwrap, submission, tmp_path):
+    """episodes.step() with 80 MB of actions: more than a service call may send (64 MiB)."""
+    text = hostile(SERVICE_CALL, base="solutions/reinforce.py",
+                   CALL="episodes.reset(4); episodes.step(np.zeros(10_000_000, np.int64))")
+    result = run_grader(submission(text, name="reinforce.py"), "--json", tmp_path / "r.json", "--quiet",
+                        "--check", "training")
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = report_of(tmp_path / "r.json")
+    assert "protocol" in kinds(report) and "more than the 67,108,864 allowed" in json.dumps(report)
+
+
+def test_step_holds_the_training_deadline(bwrap, submission, tmp_path):
+    """train() resets once, then calls step() for ever: stopped at the training time limit."""
+    text = hostile(SERVICE_CALL, base="solutions/reinforce.py",
+                   CALL="episodes.reset(4)\nwhile True:\n    episodes.step(np.zeros(4, np.int64))")
+    result = run_grader(submission(text, name="reinforce.py"), "--json", tmp_path / "r.json", "--quiet",
+                        "--check", "training", "--time-limit", "5", timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the training time limit is reached" in json.dumps(report_of(tmp_path / "r.json"))
+
+
+def test_a_venv_through_a_link_works_and_a_broken_interpreter_is_the_graders_error(bwrap, tmp_path, monkeypatch, capsys):
+    (tmp_path / "venv").symlink_to(VENV.resolve())
+    linked = subprocess.run([tmp_path / "venv/bin/python", "-m", "grader", "solutions/bandits.py", "--quiet", *FAST],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert linked.returncode == 0, linked.stdout + linked.stderr
+    from grader import cli, sandbox
+    monkeypatch.setattr(sandbox, "interpreter", lambda: "/nonexistent/bin/python")
+    assert cli.main([str(REPO / "solutions/bandits.py"), "--quiet", *FAST]) == 3
+    captured = capsys.readouterr()
+    assert "bwrap: execvp /nonexistent/bin/python: No such file or directory" in captured.out + captured.err
+    assert "grader error (not the submission's fault)" in captured.out + captured.err
