@@ -24,6 +24,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -994,6 +995,70 @@ def test_without_bubblewrap_a_class_needs_no_sandbox(submission, tmp_path):
 
 
 # ------------------------------------------------------------------ issue 14: no host root, no links, machine faults
+TEST_USER = 65532  # the unprivileged user the grader runs as in the "user" runs (the sandbox's default is 65533)
+MODES_OF_THE_GRADER = ["root", "user"] if os.geteuid() == 0 else ["user"]
+
+
+def unreachable_top(folder):
+    """The highest folder above `folder` that others may not enter (e.g. /root), or None."""
+    for parent in reversed(Path(folder).parents):
+        if parent != Path("/") and not os.stat(parent).st_mode & 0o001:
+            return parent
+    return None
+
+
+@pytest.fixture
+def place(tmp_path, request):
+    """A folder for the test's files that the grader's user can write (tmp_path for root)."""
+    if request.node.callspec.params.get("mode", "root") == "root":
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="grader-user-test-"))
+    os.chmod(folder, 0o755)
+    os.chown(folder, TEST_USER, TEST_USER)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def grader_as(mode, place, *args, timeout=900):
+    """`python -m grader ARGS` from the repository root as root, or (mode "user") as the unprivileged
+    TEST_USER: its own key in `place`, and, in a private mount namespace of its own, the Python
+    installation's folder made reachable where it lies under a folder others may not enter (this
+    machine's /root): a tmpfs over that folder with the installation bound back in."""
+    command = [sys.executable, "-m", "grader", *map(str, args)]
+    if mode == "root":
+        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    from grader.sandbox import python_folders
+    script, stage = [], place / ".stage"
+    for i, folder in enumerate(python_folders()):
+        top = unreachable_top(folder)
+        if top is not None:
+            (stage / str(i)).mkdir(parents=True)
+            script += [f"mount --bind '{folder}' '{stage}/{i}'", f"mount -t tmpfs -o mode=755 tmpfs '{top}'",
+                       f"mkdir -p '{folder}'", f"mount --bind '{stage}/{i}' '{folder}'"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(place), "GRADER_KEY_FILE": str(place / "key"), "LANG": "C.UTF-8"}
+    user = ["setpriv", "--reuid", str(TEST_USER), "--regid", str(TEST_USER), "--clear-groups", "--"]
+    if os.geteuid() != 0:
+        return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           "; ".join(script + ['exec "$@"']), "user", *user, *command],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_the_user_runs_see_an_unprivileged_grader(bwrap, tmp_path):
+    """The vehicle of the "user" runs: the grader there is TEST_USER, not root, and can grade."""
+    if "user" not in MODES_OF_THE_GRADER:
+        pytest.skip("the grader is not root here: every run is a user's")
+    folder = Path(tempfile.mkdtemp(prefix="grader-user-test-"))
+    try:
+        os.chmod(folder, 0o755)
+        os.chown(folder, TEST_USER, TEST_USER)
+        result = grader_as("user", folder, "--self-test")
+        assert "the sandbox's uid outside: 65532 on the host (the grader's own user)" in result.stdout, result.stdout + result.stderr
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 HARMLESS_SYSCTL = "/proc/sys/fs/lease-break-time"  # written for real by the attack: if it got through, restored
 HOST_ROOT = r'''
 import ctypes, errno, pyseccomp
@@ -1031,23 +1096,25 @@ tell()
 '''
 
 
-def test_no_root_on_the_host_behind_the_sandbox(bwrap, submission, tmp_path):
+@pytest.mark.parametrize("mode", MODES_OF_THE_GRADER)
+def test_no_root_on_the_host_behind_the_sandbox(bwrap, place, mode):
     """Where the grader is root, the sandbox's processes are an unprivileged uid on the host: the
     sysctls (core_pattern), sysrq-trigger and other root-only files of /proc cannot be written,
     /proc/self/uid_map maps to no 0, and every system call of the seccomp policy fails with EPERM."""
     from grader.sandbox import DENIED_SYSCALLS
     before = Path(HARMLESS_SYSCTL).read_text()
     pattern = Path("/proc/sys/kernel/core_pattern").read_text()
-    path = submission(hostile(HOST_ROOT, SYSCTL=HARMLESS_SYSCTL, DENIED=list(DENIED_SYSCALLS)))
+    path = place / "bandits.py"
+    path.write_text(hostile(HOST_ROOT, SYSCTL=HARMLESS_SYSCTL, DENIED=list(DENIED_SYSCALLS)))
     try:
-        result = run_grader(path, "--json", tmp_path / "r.json", "--quiet", *FAST)
+        result = grader_as(mode, place, path, "--json", place / "r.json", "--quiet", *FAST)
     finally:
         if Path(HARMLESS_SYSCTL).read_text() != before:
             Path(HARMLESS_SYSCTL).write_text(before)
             pytest.fail(f"the sandbox wrote the host's {HARMLESS_SYSCTL} (restored)")
     assert Path("/proc/sys/kernel/core_pattern").read_text() == pattern
     assert result.returncode == 1, result.stdout + result.stderr
-    results = attack_results(report_of(tmp_path / "r.json"))
+    results = attack_results(report_of(place / "r.json"))
     assert done(results) == {}, f"got through: {done(results)}"
     mapping = results["uid_map"].split()[1:]  # "blocked: INSIDE OUTSIDE COUNT"
     assert mapping[1] != "0", results["uid_map"]
@@ -1071,35 +1138,48 @@ def test_the_sandboxs_processes_are_not_root_outside(bwrap):
         assert {row[0] for row in ids} == {str(int(os.environ.get("GRADER_SANDBOX_UID", 65533)))}
 
 
+def grader_key(mode, place):
+    """The key file of the grader run in `mode` (the user's: in `place`, made here, mode 0600)."""
+    if mode == "root":
+        secret.key()
+        return secret.key_file()
+    key = place / "key"
+    key.write_text(os.urandom(32).hex())
+    os.chmod(key, 0o600)
+    os.chown(key, TEST_USER, TEST_USER)
+    return key
+
+
 def first_line(path):
     return next(line for line in Path(path).read_text().splitlines() if line.strip())
 
 
-def test_links_in_a_class_folder_are_refused(bwrap, tmp_path):
+@pytest.mark.parametrize("mode", MODES_OF_THE_GRADER)
+def test_links_in_a_class_folder_are_refused(bwrap, place, mode):
     """alice's bandits.py links to the grader's key, bob's to /etc/shadow, carol's to dave's,
     erin's to the reference solution, frank's folder to dave's: each is refused (not_a_file) and
     the key's and shadow's first lines appear in no output; dave is graded."""
-    secret.key()
-    links = {"alice": secret.key_file(), "bob": Path("/etc/shadow"), "carol": Path("../dave/bandits.py"),
+    key = grader_key(mode, place)
+    links = {"alice": key, "bob": Path("/etc/shadow"), "carol": Path("../dave/bandits.py"),
              "erin": REPO / "solutions/bandits.py"}
-    (tmp_path / "class/dave").mkdir(parents=True)
-    (tmp_path / "class/dave/bandits.py").write_text(SOLUTION)
+    (place / "class/dave").mkdir(parents=True)
+    (place / "class/dave/bandits.py").write_text(SOLUTION)
     for student, target in links.items():
-        (tmp_path / "class" / student).mkdir()
-        (tmp_path / "class" / student / "bandits.py").symlink_to(target)
-    (tmp_path / "class/frank").symlink_to(tmp_path / "class/dave")
-    out = tmp_path / "out"
-    result = run_grader(tmp_path / "class", "--out", out, *FAST, "--junit", tmp_path / "j.xml",
-                        "--html", tmp_path / "page.html", "--json", tmp_path / "all.json")
+        (place / "class" / student).mkdir()
+        (place / "class" / student / "bandits.py").symlink_to(target)
+    (place / "class/frank").symlink_to(place / "class/dave")
+    out = place / "out"
+    result = grader_as(mode, place, place / "class", "--out", out, *FAST, "--junit", place / "j.xml",
+                       "--html", place / "page.html", "--json", place / "all.json")
     assert result.returncode == 1, result.stdout + result.stderr
-    reports = {r["student"]: r for r in report_of(tmp_path / "all.json")["reports"]}
+    reports = {r["student"]: r for r in report_of(place / "all.json")["reports"]}
     for student in [*links, "frank"]:
         assert reports[student]["status"] == "failed" and reports[student]["error_kind"] == "not_a_file", reports[student]
         assert "symbolic link" in reports[student]["error"]
     assert reports["dave"]["passed"]
-    outputs = result.stdout + result.stderr + "".join(p.read_text() for p in tmp_path.rglob("*")
-                                                      if p.is_file() and not p.is_symlink() and "class" not in p.parts)
-    for secret_line in (first_line(secret.key_file()), first_line("/etc/shadow")):
+    outputs = result.stdout + result.stderr + "".join(p.read_text() for p in place.rglob("*")
+                                                      if p.is_file() and not p.is_symlink() and "class" not in p.parts and p != key)
+    for secret_line in (first_line(key), first_line("/etc/shadow")):
         assert secret_line not in outputs
 
 
