@@ -1234,3 +1234,47 @@ def test_a_venv_through_a_link_works_and_a_broken_interpreter_is_the_graders_err
     captured = capsys.readouterr()
     assert "bwrap: execvp /nonexistent/bin/python: No such file or directory" in captured.out + captured.err
     assert "grader error (not the submission's fault)" in captured.out + captured.err
+
+
+def test_a_report_is_reused_only_for_its_own_student(bwrap, tmp_path):
+    """alice and bob hand in the same bytes; alice's genuine report copied over bob's is not bob's."""
+    for student in ("alice", "bob"):
+        (tmp_path / "class" / student).mkdir(parents=True)
+        (tmp_path / "class" / student / "bandits.py").write_text(SOLUTION)
+    out = tmp_path / "out"
+    assert run_grader(tmp_path / "class", "--out", out, "--quiet", *FAST).returncode == 0
+    shutil.copyfile(out / "alice/bandits.json", out / "bob/bandits.json")
+    result = run_grader(tmp_path / "class", "--out", out, "--quiet", *FAST)
+    reused = {line.split()[1].split("/")[-2]: line.endswith("(reused)") for line in result.stdout.splitlines()}
+    assert reused == {"alice": True, "bob": False}
+    assert report_of(out / "bob/bandits.json")["student"] == "bob"
+
+
+def test_merge_refuses_a_forged_shard_and_copies_plots_only_from_inside_it(bwrap, tmp_path):
+    """A shard whose report was edited (a failing score made passing) is refused with its path;
+    a genuine report whose plot names a file outside its shard (/etc/shadow, a peer's folder) gets
+    no copy of it."""
+    from grader import batch
+    from grader.report import Report
+    (tmp_path / "class/bob").mkdir(parents=True)
+    (tmp_path / "class/bob/bandits.py").write_text(TEMPLATE)
+    shard = tmp_path / "shard"
+    assert run_grader(tmp_path / "class", "--out", shard, "--quiet", *FAST).returncode == 1
+    genuine = report_of(shard / "bob/bandits.json")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere/peer.png").write_bytes(b"a peer's plot")
+    (shard / "bob/shadow").symlink_to("/etc/shadow")  # (found next to the report by the name of /etc/shadow)
+    plotted = Report.from_dict(genuine)
+    plotted.checks[0].details["plot"] = "/etc/shadow"
+    plotted.checks[1].details["plot"] = str(tmp_path / "elsewhere/peer.png")
+    batch.write_json(shard / "bob/bandits.json", batch.sign(plotted))
+    merged = run_grader("merge", shard, "--out", tmp_path / "merged", "--quiet")
+    assert merged.returncode == 1, merged.stdout + merged.stderr
+    copied = sorted(p.name for p in (tmp_path / "merged/bob").iterdir())
+    assert copied == ["bandits.json"], copied
+    assert first_line("/etc/shadow") not in (tmp_path / "merged/bob/bandits.json").read_text()
+    edited = dict(genuine, passed=True, status="passed", score=genuine["max_score"])
+    (shard / "bob/bandits.json").write_text(json.dumps(edited))
+    refused = run_grader("merge", shard, "--out", tmp_path / "merged2", "--quiet")
+    assert refused.returncode == 2 and str(shard / "bob/bandits.json") in refused.stderr, refused.stderr
+    assert not (tmp_path / "merged2").exists()
