@@ -167,7 +167,7 @@ def receive(fd, max_bytes=1 << 30, read_some=os.read, max_header=MAX_HEADER_BYTE
     sizes = [math.prod(shape) * np.dtype(dtype).itemsize for dtype, shape in shapes]
     limit = max_bytes(header) if callable(max_bytes) else max_bytes
     if sum(sizes) > limit:
-        raise ProtocolError(f"a message of {sum(sizes):,} bytes, more than the {limit:,} allowed")
+        raise ProtocolError(f"message of {sum(sizes)} bytes exceeds the limit of {limit}")
     arrays = []
     for (dtype, shape), n in zip(shapes, sizes):
         data = _read_exact(fd, n, read_some) if n else b""

@@ -1210,7 +1210,7 @@ def test_an_oversized_service_message_is_the_submissions_failure(bwrap, submissi
                         "--check", "training")
     assert result.returncode == 1, result.stdout + result.stderr
     report = report_of(tmp_path / "r.json")
-    assert "protocol" in kinds(report) and "more than the 67,108,864 allowed" in json.dumps(report)
+    assert "protocol" in kinds(report) and "exceeds the limit of 67108864" in json.dumps(report)
 
 
 def test_step_holds_the_training_deadline(bwrap, submission, tmp_path):
