@@ -317,6 +317,14 @@ def staging(stage):
         sources[folder] = os.path.join(stage, str(i))
         os.mkdir(sources[folder], 0o755)
         binds += [str(folder), sources[folder]]
+    for old in Path(stage).parent.glob("grader-stage-*"):  # left by killed graders (needed only at start-up)
+        try:
+            if time.time() - old.stat().st_mtime > 3600:
+                for folder in old.iterdir():
+                    folder.rmdir()
+                old.rmdir()
+        except OSError:
+            pass
     unshare = shutil.which("unshare")
     if unshare is None:
         raise RuntimeError("unshare (util-linux) is needed to run the sandbox when the grader is root "
@@ -684,9 +692,7 @@ class Sandbox:
             if header["op"] != "hello" or not isinstance(fields.get("device"), str):
                 raise SubmissionError("protocol", "did not say hello")
         except SubmissionError as failure:
-            self.kill()
-            if self._reader is not None:
-                self._reader.join(timeout=5)
+            self.close()  # (waits for its output to the end)
             said = "\n".join(self._output) or "(nothing)"
             self._output.clear()
             raise RuntimeError(f"the sandbox did not start ({failure.message}); it said:\n{said}") from None
