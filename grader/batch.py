@@ -63,6 +63,7 @@ class Item:
     problem: str | None = None
     kind: str | None = None    # error_kind of the problem: missing, ambiguous, not_a_file
     given: bool = False        # named on the command line: may be a link (the runner's own choice)
+    base: Path | None = None   # the class folder DIR it was found in (read from there without following links)
 
     @property
     def key(self):
@@ -113,6 +114,7 @@ def discover(paths, assignments, forced=None):
 
     candidates, empty = {}, []   # (assignment, student) -> [paths]; students' folders with nothing
     given = set()                # (student, assignment) of the files named on the command line (may be links)
+    bases = {}                   # path of a file found in a class folder: that folder
     for raw in paths:
         path = Path(raw)
         if not path.exists():
@@ -140,12 +142,14 @@ def discover(paths, assignments, forced=None):
                 for name, p in found:
                     if name:
                         candidates.setdefault((name, entry.name), []).append(p)
+                        bases[p] = path
                 if not any(name for name, _ in found):
                     listing = ", ".join(str(p.relative_to(path)) for p in files[:8]) + (" ..." if len(files) > 8 else "")
                     empty.append(Item(entry.name, forced, None, f"no submission found: expected {expected}; "
                                       f"the folder has {listing or 'no files'}", "missing"))
             elif recognised(entry):  # loose files in DIR: the work of one student, named after DIR
                 candidates.setdefault((recognised(entry), path.resolve().name), []).append(entry)
+                bases[entry] = path
         if len(candidates) + len(empty) == before:
             raise UsageError(f"no submission in {raw}: expected files named {expected}")
     items = empty
@@ -153,12 +157,12 @@ def discover(paths, assignments, forced=None):
         found = sorted(set(found))
         if len(found) == 1 and (student, name) in given:
             items.append(Item(student, name, found[0], given=True))
+        elif len(found) == 1 and regular(found[0]):
+            items.append(Item(student, name, found[0], base=bases[found[0]]))
         elif len(found) == 1 and not regular(found[0]):
             items.append(Item(student, name, None, f"{found[0]} is {describe(found[0])}, not a file: refused "
                               "(a submission must be a regular file; links in a class folder are not followed)",
                               "not_a_file"))
-        elif len(found) == 1:
-            items.append(Item(student, name, found[0]))
         else:
             items.append(Item(student, name, None, f"several files for {name}: "
                               + ", ".join(map(str, found)) + "; keep only one", "ambiguous"))
@@ -182,17 +186,31 @@ def describe(path):
             stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}.get(stat.S_IFMT(mode), "not a file")
 
 
-def read_submission(path, follow=False):
-    """The bytes of a submission: opened without following a link (O_NOFOLLOW; `follow` for a
-    file the person running the grader named) and checked on the open descriptor to be a
-    regular file (no gap between the check and the read). OSError otherwise."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
+def read_submission(path, base=None, follow=False):
+    """The bytes of a submission: opened without following a link (O_NOFOLLOW), for a file found
+    in the class folder `base` folder by folder from there (a folder swapped for a link during the
+    grading is refused too), and checked on the open descriptor to be a regular file (no gap
+    between the check and the read). `follow`: a file the person running the grader named, which
+    may be a link. OSError otherwise."""
+    parts = Path(path).relative_to(base).parts if base is not None else [str(path)]
+    folder = os.open(base, os.O_RDONLY | os.O_DIRECTORY) if base is not None else None
     try:
-        fd = os.open(path, flags)
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise OSError(errno.ELOOP, "a symbolic link, not a file") from None
-        raise
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            flags = (os.O_RDONLY | os.O_NONBLOCK if last else os.O_RDONLY | os.O_DIRECTORY)
+            flags |= 0 if follow else os.O_NOFOLLOW
+            try:
+                fd = os.open(part, flags, dir_fd=folder)
+            except OSError as error:
+                if error.errno in (errno.ELOOP, errno.ENOTDIR) and not follow:
+                    raise OSError(errno.ELOOP, "a symbolic link, not a file") from None
+                raise
+            if folder is not None:
+                os.close(folder)
+            folder = fd if not last else None
+    finally:
+        if folder is not None:
+            os.close(folder)
     with os.fdopen(fd, "rb") as file:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, f"{describe(path)}, not a regular file")
@@ -381,7 +399,7 @@ def grade_one(item, configured, settings, cancel, on_check=None):
     source = None
     if not item.problem:
         try:  # read once: the bytes graded are the bytes of the report's sha256
-            source = read_submission(item.path, follow=item.given)
+            source = read_submission(item.path, item.base, follow=item.given)
         except OSError as error:
             kind = "missing" if error.errno in (errno.ENOENT, errno.EACCES) else "not_a_file"
             item = dataclasses.replace(item, problem=f"cannot read {item.path}: {error.strerror}; refused", kind=kind)

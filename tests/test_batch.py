@@ -325,3 +325,37 @@ def test_example_workflow_runs_valid_grader_commands():
             args = cli.parser(all_assignments()).parse_args(words)
             assert args.shard == (1, len(shards)) and args.jobs == 2 and args.plots == args.out
     assert "pattern: reports-*" in text and "name: reports-${{ matrix.shard }}" in text
+
+
+def test_a_folder_swapped_for_a_link_after_discovery_is_refused(tmp_path):
+    """alice/work/ is replaced by a link to the solutions between finding her file and reading it:
+    the file is read folder by folder without following links, so she gets not_a_file."""
+    assignments = all_assignments()
+    (tmp_path / "class/alice/work").mkdir(parents=True)
+    (tmp_path / "class/alice/work/bandits.py").write_text(TEMPLATE)
+    item, = discover([tmp_path / "class"], assignments)
+    assert item.path == tmp_path / "class/alice/work/bandits.py" and item.base == tmp_path / "class"
+    (tmp_path / "class/alice/work/bandits.py").unlink()
+    (tmp_path / "class/alice/work").rmdir()
+    (tmp_path / "class/alice/work").symlink_to(REPO / "solutions")
+    settings = batch.Settings(checks=("update",))
+    report, = batch.grade_all([item], assignments, settings)
+    assert report.status == "failed" and report.error_kind == "not_a_file", report.error
+    assert "symbolic link" in report.error
+
+
+def test_links_devices_and_fifos_in_a_class_are_not_files(tmp_path):
+    assignments = all_assignments()
+    make_class(tmp_path, {"alice": SOLUTION})
+    (tmp_path / "bob").mkdir()
+    (tmp_path / "bob/bandits.py").symlink_to(tmp_path / "alice/bandits.py")
+    (tmp_path / "carol").mkdir()
+    os.mkfifo(tmp_path / "carol/bandits.py")
+    (tmp_path / "dave").symlink_to(tmp_path / "alice")
+    (tmp_path / "erin/sub").mkdir(parents=True)
+    (tmp_path / "erin/sub/bandits.py").symlink_to("/dev/null")
+    items = {item.student: item for item in discover([tmp_path], assignments)}
+    assert items["alice"].problem is None
+    for student, what in (("bob", "a symbolic link"), ("carol", "a FIFO"), ("dave", "a symbolic link"),
+                          ("erin", "a symbolic link")):
+        assert items[student].kind == "not_a_file" and what in items[student].problem, items[student]
