@@ -6,6 +6,9 @@ an operating-system sandbox made with bubblewrap (`bwrap`):
 - new user, PID, IPC, UTS, network and cgroup namespaces (no network; it sees only its own
   processes), as uid 65534 with no capabilities, `--disable-userns` (no nested namespaces),
   `--new-session` (no terminal to type into), `--die-with-parent`;
+- never root on the host: when the grader is root, bubblewrap runs as an unprivileged uid
+  (`sandbox_user`, via setpriv, the Python folders staged in a private mount namespace); the
+  root-only files of /proc are read-only; a seccomp policy after Docker's (`seccomp_program`);
 - a read-only view of only what it needs: /usr (and /bin, /lib... as the host has them), the
   Python installation and the virtual environment, `child.py` and the exact bytes of the
   submission (both copied in from memory, so no file of the grader's is visible); the data sets'
