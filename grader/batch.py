@@ -7,12 +7,14 @@ The recognised files directly in DIR are the work of one student named after DIR
 `python -m grader DIR/` of loose files grades them as one "student", named after DIR); a file given
 on the command line is a student named by its path. Nothing recognised in a
 student's folder, or two files for one assignment, is that student's failed result (error_kind
-`missing` or `ambiguous`), with the reason.
+`missing` or `ambiguous`), with the reason. A class folder is data: a link (file or folder), a
+device or a FIFO is refused as `not_a_file`, and a file is read from DIR folder by folder with
+O_NOFOLLOW (`read_submission`); only a file named on the command line may be a link.
 
 Reports. With an output folder OUT, each result is written to OUT/STUDENT/ASSIGNMENT.json
 (atomically: a temporary file renamed into place) the moment it is known, so a batch that is
-killed loses no finished result. A report is reused instead of grading again when its
-`sha256` (the submission's content) and `options` (seed, device, limits, selected checks,
+killed loses no finished result. A report is reused instead of grading again when its student,
+assignment, `sha256` (the submission's content) and `options` (seed, device, limits, selected checks,
 plots, sandbox, and a digest of the grader's own code) equal the current ones and its
 `signature` (a keyed digest with the grader's secret key, grader/secret.py) shows that this
 grader wrote it: a report forged or edited in OUT/ is graded again. `force` grades anyway.
