@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from grader.assignments import all_assignments  # noqa: E402
 from grader.runner import grade  # noqa: E402
-from grader.sandbox import Sandbox, bubblewrap  # noqa: E402
+from grader.sandbox import Sandbox, bubblewrap, sandbox_user  # noqa: E402
 from grader.spec import Limits  # noqa: E402
 
 MODES = ("none", "bubblewrap")
@@ -47,6 +47,9 @@ def main():
     path, reason = bubblewrap()
     if path is None:
         sys.exit(f"bench/sandbox.py: {reason}")
+    user = sandbox_user()
+    print("bubblewrap runs as " + (f"uid {user[0]}, gid {user[1]} (the grader is root)" if user else "the grader's user")
+          + ", with the seccomp policy")
     times = {mode: [] for mode in MODES}
     start_once("bubblewrap", args.tensorflow)  # warm the page cache for both
     for _ in range(args.starts):

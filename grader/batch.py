@@ -7,12 +7,14 @@ The recognised files directly in DIR are the work of one student named after DIR
 `python -m grader DIR/` of loose files grades them as one "student", named after DIR); a file given
 on the command line is a student named by its path. Nothing recognised in a
 student's folder, or two files for one assignment, is that student's failed result (error_kind
-`missing` or `ambiguous`), with the reason.
+`missing` or `ambiguous`), with the reason. A class folder is data: a link (file or folder), a
+device or a FIFO is refused as `not_a_file`, and a file is read from DIR folder by folder with
+O_NOFOLLOW (`read_submission`); only a file named on the command line may be a link.
 
 Reports. With an output folder OUT, each result is written to OUT/STUDENT/ASSIGNMENT.json
 (atomically: a temporary file renamed into place) the moment it is known, so a batch that is
-killed loses no finished result. A report is reused instead of grading again when its
-`sha256` (the submission's content) and `options` (seed, device, limits, selected checks,
+killed loses no finished result. A report is reused instead of grading again when its student,
+assignment, `sha256` (the submission's content) and `options` (seed, device, limits, selected checks,
 plots, sandbox, and a digest of the grader's own code) equal the current ones and its
 `signature` (a keyed digest with the grader's secret key, grader/secret.py) shows that this
 grader wrote it: a report forged or edited in OUT/ is graded again. `force` grades anyway.
@@ -28,12 +30,14 @@ submission in its own child process, so threads in the parent are enough.
 """
 import argparse
 import dataclasses
+import errno
 import functools
 import hashlib
 import json
 import os
 import re
 import shutil
+import stat
 import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -60,7 +64,9 @@ class Item:
     assignment: str | None     # None: nothing recognised in the student's folder (and no --assignment)
     path: Path | None          # the file to grade; None when `problem` says why there is none
     problem: str | None = None
-    kind: str | None = None    # error_kind of the problem: missing, ambiguous
+    kind: str | None = None    # error_kind of the problem: missing, ambiguous, not_a_file
+    given: bool = False        # named on the command line: may be a link (the runner's own choice)
+    base: Path | None = None   # the class folder DIR it was found in (read from there without following links)
 
     @property
     def key(self):
@@ -92,18 +98,31 @@ def discover(paths, assignments, forced=None):
     expected = ", ".join(f"{n}.py" for n in ([forced] if forced else assignments)) + " (or NAME.ipynb, a notebook)"
 
     def recognised(path):
-        if not path.is_file() or path.suffix not in SUFFIXES:
+        """The assignment of a file by its name alone (a link or a folder so named too: refused later)."""
+        if path.suffix not in SUFFIXES:
             return None
         if forced:
             return forced if path.stem == forced else None
         return path.stem if path.stem in assignments else None
 
+    def files_of(folder):
+        """Every entry under a student's folder that is not a folder, links never followed."""
+        found = []
+        for root, folders, files in os.walk(folder):  # (does not enter linked folders: they are listed)
+            folders[:] = [f for f in folders if not _hidden([f]) and not os.path.islink(os.path.join(root, f))]
+            found += [Path(root, f) for f in files if not _hidden([f])]
+            found += [Path(root, f) for f in os.listdir(root) if not _hidden([f])
+                      and os.path.islink(os.path.join(root, f)) and os.path.isdir(os.path.join(root, f))]
+        return sorted(found)
+
     candidates, empty = {}, []   # (assignment, student) -> [paths]; students' folders with nothing
+    given = set()                # (student, assignment) of the files named on the command line (may be links)
+    bases = {}                   # path of a file found in a class folder: that folder
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise UsageError(f"no such file or directory: {raw}")
-        if path.is_file():
+        if not path.is_dir():
             if path.suffix not in SUFFIXES:
                 raise UsageError(f"{raw} is not a Python file (.py) or a notebook (.ipynb)")
             name = forced or path.stem
@@ -111,34 +130,94 @@ def discover(paths, assignments, forced=None):
                 raise UsageError(f"cannot tell the assignment of {raw}: name the file after one of "
                                  + ", ".join(f"{n}.py" for n in assignments) + " or pass --assignment")
             candidates.setdefault((name, str(raw)), []).append(path)
+            given.add((str(raw), name))
             continue
         before = len(candidates) + len(empty)
         for entry in sorted(path.iterdir()):
             if _hidden([entry.name]):
                 continue
-            if entry.is_dir():
-                files = sorted(p for p in entry.rglob("*") if p.is_file() and not _hidden(p.relative_to(entry).parts))
+            if entry.is_symlink() and entry.is_dir():  # a class folder is data: its links are not followed
+                empty.append(Item(entry.name, forced, None, f"{entry} is a symbolic link, not a folder: refused "
+                                  "(links in a class folder are not followed)", "not_a_file"))
+            elif entry.is_dir():
+                files = files_of(entry)
                 found = [(recognised(p), p) for p in files]
                 for name, p in found:
                     if name:
                         candidates.setdefault((name, entry.name), []).append(p)
+                        bases[p] = path
                 if not any(name for name, _ in found):
                     listing = ", ".join(str(p.relative_to(path)) for p in files[:8]) + (" ..." if len(files) > 8 else "")
                     empty.append(Item(entry.name, forced, None, f"no submission found: expected {expected}; "
                                       f"the folder has {listing or 'no files'}", "missing"))
             elif recognised(entry):  # loose files in DIR: the work of one student, named after DIR
                 candidates.setdefault((recognised(entry), path.resolve().name), []).append(entry)
+                bases[entry] = path
         if len(candidates) + len(empty) == before:
             raise UsageError(f"no submission in {raw}: expected files named {expected}")
     items = empty
     for (name, student), found in candidates.items():
         found = sorted(set(found))
-        if len(found) == 1:
-            items.append(Item(student, name, found[0]))
+        if len(found) == 1 and (student, name) in given:
+            items.append(Item(student, name, found[0], given=True))
+        elif len(found) == 1 and regular(found[0]):
+            items.append(Item(student, name, found[0], base=bases[found[0]]))
+        elif len(found) == 1 and not regular(found[0]):
+            items.append(Item(student, name, None, f"{found[0]} is {describe(found[0])}, not a file: refused "
+                              "(a submission must be a regular file; links in a class folder are not followed)",
+                              "not_a_file"))
         else:
             items.append(Item(student, name, None, f"several files for {name}: "
                               + ", ".join(map(str, found)) + "; keep only one", "ambiguous"))
     return sorted(items, key=lambda item: item.key)
+
+
+def regular(path):
+    """A regular file, not a link (lstat: the entry itself)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def describe(path):
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as error:
+        return f"unreadable ({error.strerror})"
+    return {stat.S_IFLNK: "a symbolic link", stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO",
+            stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}.get(stat.S_IFMT(mode), "not a file")
+
+
+def read_submission(path, base=None, follow=False):
+    """The bytes of a submission: opened without following a link (O_NOFOLLOW), for a file found
+    in the class folder `base` folder by folder from there (a folder swapped for a link during the
+    grading is refused too), and checked on the open descriptor to be a regular file (no gap
+    between the check and the read). `follow`: a file the person running the grader named, which
+    may be a link. OSError otherwise."""
+    parts = Path(path).relative_to(base).parts if base is not None else [str(path)]
+    folder = os.open(base, os.O_RDONLY | os.O_DIRECTORY) if base is not None else None
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            flags = (os.O_RDONLY | os.O_NONBLOCK if last else os.O_RDONLY | os.O_DIRECTORY)
+            flags |= 0 if follow else os.O_NOFOLLOW
+            try:
+                fd = os.open(part, flags, dir_fd=folder)
+            except OSError as error:
+                if error.errno in (errno.ELOOP, errno.ENOTDIR) and not follow:
+                    raise OSError(errno.ELOOP, "a symbolic link, not a file") from None
+                raise
+            if folder is not None:
+                os.close(folder)
+            folder = fd if not last else None
+    finally:
+        if folder is not None:
+            os.close(folder)
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, f"{describe(path)}, not a regular file")
+        return file.read()
 
 
 def parse_shard(text):
@@ -184,8 +263,13 @@ def grading_options(assignment, limits, settings, plots_dir):
 
 
 def safe_name(student):
-    """A student's name as one path component."""
-    return re.sub(r"[^\w.-]+", "_", student).strip(".") or "_"
+    """A student's name as one path component: the name itself when it is one already, else the
+    name made safe plus "+" and a digest of the name ("+" is never in the former): two students
+    never share a file, whatever their names (`bob` and `bob.`, `a b` and `a_b`)."""
+    if re.fullmatch(r"[\w-][\w.-]*", student) and not student.endswith("."):
+        return student
+    digest = hashlib.sha256(student.encode(errors="surrogateescape")).hexdigest()[:10]
+    return (re.sub(r"[^\w.-]+", "_", student).strip(".")[:100] or "_") + "+" + digest
 
 
 def report_path(out, student, assignment):
@@ -223,15 +307,16 @@ def read_report(path):
         raise ValueError("nested too deeply") from None
 
 
-def reusable(path, sha256, options):
+def reusable(path, sha256, options, student, assignment):
     """The stored report at `path` if this grader wrote it (its signature verifies) from the same
-    content with the same options."""
+    content with the same options, for the same student and assignment."""
     try:
         old = read_report(path)
     except (OSError, ValueError):
         return None
     if (old.status in ("passed", "failed") and sha256 is not None and old.sha256 == sha256
-            and old.options == options and secret.verify(unsigned(old), old.signature)):
+            and old.options == options and old.student == student and old.assignment == assignment
+            and secret.verify(unsigned(old), old.signature)):
         return old
     return None
 
@@ -242,10 +327,12 @@ def _same_result(a, b):
 
 def merge_reports(folders, out):
     """Combines the reports stored under the given output folders (FOLDER/STUDENT/NAME.json)
-    into `out`, with their plots (found at their recorded path, else next to the report:
-    use --plots = --out on machines whose folders are moved); returns the reports. UsageError if
-    two differ for the same student and assignment, or if there are none."""
-    found, conflicts = {}, []
+    into `out`, with their plots (files inside FOLDER only, at their recorded path, else next to
+    the report: use --plots = --out on machines whose folders are moved); returns the reports.
+    UsageError if a report's signature does not verify with this grader's key (forged, edited,
+    or signed with another key), if two differ for the same student and assignment, or if there
+    are none."""
+    found, conflicts, forged = {}, [], []
     for folder in map(Path, folders):
         if not folder.is_dir():
             raise UsageError(f"no such folder: {folder}")
@@ -258,26 +345,41 @@ def merge_reports(folders, out):
                 continue  # not a report (e.g. another tool's JSON)
             if report.student is None:
                 continue
+            if not secret.verify(unsigned(report), report.signature):
+                forged.append(str(path))
+                continue
             key = (report.assignment or "", report.student)
             if key in found and not _same_result(found[key][1], report):
                 conflicts.append(f"{found[key][0]} and {path}")
-            found.setdefault(key, (path, report))
+            found.setdefault(key, (path, report, folder))
+    if forged:
+        raise UsageError("refused, their signature does not verify with this grader's key (forged, edited, or "
+                         "written with another key: give every machine the same GRADER_KEY_FILE): " + ", ".join(forged))
     if conflicts:
         raise UsageError("different reports for the same student and assignment: " + "; ".join(conflicts))
     if not found:
         raise UsageError("no reports found in " + ", ".join(map(str, folders)))
-    for path, report in found.values():
+    for path, report, folder in found.values():
         target = report_path(out, report.student, report.assignment)
         for check in report.checks:
             plot = check.details.get("plot")
-            source = next((p for p in (Path(plot), path.parent / Path(plot).name) if p.is_file()), None) if plot else None
+            source = next((p for p in (Path(plot), path.parent / Path(plot).name) if inside(p, folder)),
+                          None) if isinstance(plot, str) and plot else None
             if source is not None:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if source.resolve() != (target.parent / source.name).resolve():
                     shutil.copyfile(source, target.parent / source.name)
                 check.details["plot"] = str(target.parent / source.name)
         write_json(target, report)
-    return in_order(report for _, report in found.values())
+    return in_order(report for _, report, _ in found.values())
+
+
+def inside(path, folder):
+    """A regular file (not a link) inside `folder`."""
+    try:
+        return regular(path) and path.resolve().is_relative_to(Path(folder).resolve())
+    except (OSError, ValueError):
+        return False
 
 
 def in_order(reports):
@@ -299,10 +401,11 @@ def grade_one(item, configured, settings, cancel, on_check=None):
     path = report_path(settings.out, item.student, item.assignment) if settings.out else None
     source = None
     if not item.problem:
-        try:
-            source = item.path.read_bytes()  # read once: the bytes graded are the bytes of the report's sha256
+        try:  # read once: the bytes graded are the bytes of the report's sha256
+            source = read_submission(item.path, item.base, follow=item.given)
         except OSError as error:
-            item = dataclasses.replace(item, problem=f"cannot read {item.path}: {error.strerror}", kind="missing")
+            kind = "missing" if error.errno in (errno.ENOENT, errno.EACCES) else "not_a_file"
+            item = dataclasses.replace(item, problem=f"cannot read {item.path}: {error.strerror}; refused", kind=kind)
     if item.problem:
         report = problem_report(assignment, item.path, item.kind, item.problem)
     else:
@@ -310,7 +413,7 @@ def grade_one(item, configured, settings, cancel, on_check=None):
         if settings.plots:
             plots_dir = Path(settings.plots) / safe_name(item.student) if settings.plots_per_student else Path(settings.plots)
         options = grading_options(assignment, limits, settings, plots_dir)
-        old = path and not settings.force and reusable(path, hashlib.sha256(source).hexdigest(), options)
+        old = path and not settings.force and reusable(path, hashlib.sha256(source).hexdigest(), options, item.student, item.assignment)
         if old:
             return old, True
         if on_check:
@@ -326,6 +429,8 @@ def grade_one(item, configured, settings, cancel, on_check=None):
             report = problem_report(assignment, item.path, "grader", f"grader error (not the submission's fault) "
                                     f"while grading {item.path}:\n{detail}", status="error")
         report.options = options
+        if item.given and item.path.is_symlink():
+            report.submission = f"{item.path} (a symbolic link to {item.path.resolve()})"
     report.student = item.student
     sign(report)
     if path:

@@ -128,14 +128,15 @@ def send(fd, header, arrays=(), max_header=MAX_PARENT_HEADER_BYTES, write_some=o
 
 
 def _read_exact(fd, size, read_some):
-    chunks, remaining = [], size
-    while remaining:
-        chunk = read_some(fd, min(remaining, 1 << 22))
+    """`size` bytes, read into one buffer (a message is held once, not once more in pieces)."""
+    buffer, done = bytearray(size), 0
+    while done < size:
+        chunk = read_some(fd, min(size - done, 1 << 22))
         if not chunk:
             raise EOFError("the other side closed the connection")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+        buffer[done:done + len(chunk)] = chunk
+        done += len(chunk)
+    return buffer
 
 
 def _array_spec(spec):
@@ -152,7 +153,8 @@ def _array_spec(spec):
 
 def receive(fd, max_bytes=1 << 30, read_some=os.read, max_header=MAX_HEADER_BYTES):
     """Reads one message; returns (header, arrays). Validates sizes and dtypes before
-    allocating anything, so a malicious peer cannot make the reader allocate unbounded memory."""
+    allocating anything, so a malicious peer cannot make the reader allocate unbounded memory.
+    `max_bytes`: the most its arrays may hold, or a function of the header giving it."""
     size, = struct.unpack(">I", _read_exact(fd, 4, read_some))
     if size > max_header:
         raise ProtocolError(f"message header of {size} bytes")
@@ -164,8 +166,9 @@ def receive(fd, max_bytes=1 << 30, read_some=os.read, max_header=MAX_HEADER_BYTE
         raise ProtocolError("malformed message header")
     shapes = [_array_spec(spec) for spec in header.pop("arrays")]
     sizes = [math.prod(shape) * np.dtype(dtype).itemsize for dtype, shape in shapes]
-    if sum(sizes) > max_bytes:
-        raise ProtocolError(f"message of {sum(sizes)} bytes exceeds the limit of {max_bytes}")
+    limit = max_bytes(header) if callable(max_bytes) else max_bytes
+    if sum(sizes) > limit:
+        raise ProtocolError(f"message of {sum(sizes)} bytes exceeds the limit of {limit}")
     arrays = []
     for (dtype, shape), n in zip(shapes, sizes):
         data = _read_exact(fd, n, read_some) if n else b""

@@ -52,6 +52,7 @@ def parser(assignments):
                "one student, named after DIR); results go to OUT/STUDENT/NAME.json as each one finishes and a\n"
                "table of students by assignment to OUT/summary.csv and the terminal. python -m grader merge\n"
                "REPORTS_DIR... combines the outputs of several runs (see python -m grader merge --help).\n\n"
+               "python -m grader --self-test [--device gpu] checks what grading needs on this machine.\n\n"
                "exit status: 0 all checks passed, 1 a submission failed, 2 usage error, 3 grader error,\n"
                "130 interrupted")
     p.add_argument("paths", nargs="+", metavar="SUBMISSION", help="your file (NAME.py or NAME.ipynb), or a folder of students' files")
@@ -201,10 +202,101 @@ def finish(reports, args, out, *, single=False, table=True):
         formats.write_text(args.html, formats.summary_html(reports, args.html))
 
 
+PROBE = b"""
+import ctypes, os
+def probe(keyctl):
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    denied = libc.syscall(ctypes.c_long(keyctl), 0, 0, 0, 0, 0) == -1 and ctypes.get_errno()
+    return {"uid_map": open("/proc/self/uid_map").read(), "keyctl": denied}
+"""
+
+
+def self_test(device):
+    """Checks what grading needs on this machine, one line per item (a failing one with its fix);
+    0 when all hold, else 1."""
+    import errno
+    import os
+    import platform
+
+    from . import secret
+    from .sandbox import Cgroup, Sandbox, sandbox_user
+    from .spec import Limits
+    results = []
+
+    def item(name, ok, detail, fix=""):
+        results.append(ok)
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}" + ("" if ok else f"\n     fix: {fix}"), flush=True)
+
+    path, reason = bubblewrap()
+    item("bubblewrap and user namespaces", path is not None, reason or f"{path} makes a sandbox",
+         "apt-get install bubblewrap (as root, without sudo); allow unprivileged user namespaces "
+         "(sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0; Ubuntu 24.04: "
+         "kernel.apparmor_restrict_unprivileged_userns=0)")
+    group = Cgroup.create(Limits())
+    item("cgroups", group is not None, f"cgroup v{group.version} with memory and pids limits" if group else
+         "none can be made: limits are held by polling only (a fork bomb may briefly exceed them)",
+         "run as root, or in a delegated cgroup v2 subtree (systemd-run --user -p Delegate=yes --scope ...)")
+    if group is not None:
+        group.remove()
+    if path is not None:
+        user = sandbox_user()
+        try:
+            with Sandbox(PROBE, "probe", Limits()) as box:
+                uids = set()
+                for pid in (box.cgroup.pids() if box.cgroup else [box.process.pid]):
+                    try:
+                        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+                        uids |= {int(line.split()[1]) for line in status if line.startswith("Uid:")}
+                    except OSError:
+                        pass
+                import pyseccomp
+                got = box.call("probe", pyseccomp.resolve_syscall(pyseccomp.system_arch(), "keyctl"))
+        except Exception as error:
+            item("a sandbox starts", False, str(error).splitlines()[0][:300], "see the message above")
+        else:
+            outside = sorted(uids)
+            item("the sandbox's uid outside", bool(outside) and 0 not in outside and " 0 " not in f" {got['uid_map']} ",
+                 f"{', '.join(map(str, outside))} on the host" + (" (GRADER_SANDBOX_UID, the grader being root)"
+                                                                  if user else " (the grader's own user)"),
+                 "set GRADER_SANDBOX_UID to an unprivileged uid that user namespaces are allowed for")
+            item("seccomp", got["keyctl"] == errno.EPERM, "keyctl() fails with EPERM in the sandbox" if
+                 got["keyctl"] == errno.EPERM else f"keyctl() gave errno {got['keyctl']}",
+                 "a kernel with seccomp (CONFIG_SECCOMP_FILTER) and libseccomp (apt-get install libseccomp2)")
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        import datasets
+        for name in datasets.NAMES:
+            datasets.load_original(name)
+        item("data sets", True, ", ".join(datasets.NAMES) + ": SHA-256 verified")
+    except Exception as error:
+        item("data sets", False, str(error).splitlines()[0][:300], "./run setup (scripts/setup_data.sh .venv/bin/python)")
+    if device == "gpu":
+        try:
+            with Sandbox(b"", "gpu_probe", Limits(), device="gpu", tensorflow=True) as box:
+                item("GPU", True, box.device)
+        except Exception as error:
+            item("GPU", False, str(error).splitlines()[0][:300], "the NVIDIA driver and CUDA libraries TensorFlow needs")
+    try:
+        key = secret.key_file()
+        secret.key()
+        info = os.stat(key)
+        private = info.st_uid == os.geteuid() and info.st_mode & 0o077 == 0
+        item("the grader's key", private, f"{key}" + ("" if private else f" has mode {info.st_mode & 0o777:o}"),
+             f"chmod 600 {key}")
+    except Exception as error:
+        item("the grader's key", False, str(error)[:300], "set GRADER_KEY_FILE to a file of at least 32 characters")
+    print(f"{sum(results)} of {len(results)} hold on {platform.node()}")
+    return 0 if all(results) else 1
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["merge"]:
         return merge(argv[1:])
+    if "--self-test" in argv:
+        gpu = "--device=gpu" in argv or "--device" in argv and argv[argv.index("--device") + 1:][:1] == ["gpu"]
+        return self_test("gpu" if gpu else "cpu")
     assignments = all_assignments()
     args = parser(assignments).parse_args(argv)
     batch = any(Path(p).is_dir() for p in args.paths)

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import REPO, run_grader, variant
-from grader import cli
+from grader import batch, cli
 from grader.report import Report
 from grader.assignments import all_assignments
 from grader.batch import Item, discover, parse_shard, shard
@@ -255,6 +255,11 @@ def test_merged_shards_equal_the_unsharded_run(tmp_path):
     bob = tmp_path / "shard1/bob/bandits.json" if "bob" in shard1 else tmp_path / "shard2/bob/bandits.json"
     (tmp_path / "other/bob").mkdir(parents=True)
     (tmp_path / "other/bob/bandits.json").write_text(json.dumps(dict(json.loads(bob.read_text()), score=3)))
+    forged = run_grader("merge", tmp_path / "shard1", tmp_path / "shard2", tmp_path / "other", "--out", tmp_path / "m2")
+    assert forged.returncode == 2 and str(tmp_path / "other/bob/bandits.json") in forged.stderr  # edited: refused
+    assert "signature does not verify" in forged.stderr and not (tmp_path / "m2").exists()
+    batch.write_json(tmp_path / "other/bob/bandits.json",
+                     batch.sign(Report.from_dict(dict(json.loads(bob.read_text()), score=3))))
     conflict = run_grader("merge", tmp_path / "shard1", tmp_path / "shard2", tmp_path / "other", "--out", tmp_path / "m2")
     assert conflict.returncode == 2 and "different reports for the same student" in conflict.stderr
     assert run_grader("merge", tmp_path / "nothing").returncode == 2
@@ -320,3 +325,37 @@ def test_example_workflow_runs_valid_grader_commands():
             args = cli.parser(all_assignments()).parse_args(words)
             assert args.shard == (1, len(shards)) and args.jobs == 2 and args.plots == args.out
     assert "pattern: reports-*" in text and "name: reports-${{ matrix.shard }}" in text
+
+
+def test_a_folder_swapped_for_a_link_after_discovery_is_refused(tmp_path):
+    """alice/work/ is replaced by a link to the solutions between finding her file and reading it:
+    the file is read folder by folder without following links, so she gets not_a_file."""
+    assignments = all_assignments()
+    (tmp_path / "class/alice/work").mkdir(parents=True)
+    (tmp_path / "class/alice/work/bandits.py").write_text(TEMPLATE)
+    item, = discover([tmp_path / "class"], assignments)
+    assert item.path == tmp_path / "class/alice/work/bandits.py" and item.base == tmp_path / "class"
+    (tmp_path / "class/alice/work/bandits.py").unlink()
+    (tmp_path / "class/alice/work").rmdir()
+    (tmp_path / "class/alice/work").symlink_to(REPO / "solutions")
+    settings = batch.Settings(checks=("update",))
+    report, = batch.grade_all([item], assignments, settings)
+    assert report.status == "failed" and report.error_kind == "not_a_file", report.error
+    assert "symbolic link" in report.error
+
+
+def test_links_devices_and_fifos_in_a_class_are_not_files(tmp_path):
+    assignments = all_assignments()
+    make_class(tmp_path, {"alice": SOLUTION})
+    (tmp_path / "bob").mkdir()
+    (tmp_path / "bob/bandits.py").symlink_to(tmp_path / "alice/bandits.py")
+    (tmp_path / "carol").mkdir()
+    os.mkfifo(tmp_path / "carol/bandits.py")
+    (tmp_path / "dave").symlink_to(tmp_path / "alice")
+    (tmp_path / "erin/sub").mkdir(parents=True)
+    (tmp_path / "erin/sub/bandits.py").symlink_to("/dev/null")
+    items = {item.student: item for item in discover([tmp_path], assignments)}
+    assert items["alice"].problem is None
+    for student, what in (("bob", "a symbolic link"), ("carol", "a FIFO"), ("dave", "a symbolic link"),
+                          ("erin", "a symbolic link")):
+        assert items[student].kind == "not_a_file" and what in items[student].problem, items[student]

@@ -145,3 +145,28 @@ def test_grading_a_directory_grades_every_solution():
     result = run_grader("solutions/", "--quiet", "--assignment", "bandits")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("PASSED") == 1
+
+
+def test_self_test_checks_the_machine_one_line_each(tmp_path):
+    """All hold here (CI's machine: bubblewrap, cgroups, data); a key that is too short is the one
+    failing line, with its fix, and the exit status 1."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, GRADER_KEY_FILE=str(tmp_path / "key"))
+    result = subprocess.run([sys.executable, "-m", "grader", "--self-test"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=600)
+    lines = result.stdout.splitlines()
+    cgroups = any(line.startswith("ok   cgroups:") for line in lines)  # (a user without a delegated cgroup: FAIL)
+    assert result.returncode == (0 if cgroups else 1), result.stdout + result.stderr
+    for item in ("bubblewrap and user namespaces", "the sandbox's uid outside", "seccomp", "data sets",
+                 "the grader's key"):
+        assert any(line.startswith(f"ok   {item}:") for line in lines), (item, result.stdout)
+    assert "the sandbox's uid outside: 0 " not in result.stdout
+    (tmp_path / "key").write_text("short")
+    broken = subprocess.run([sys.executable, "-m", "grader", "--self-test"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert broken.returncode == 1
+    failing = [line for line in broken.stdout.splitlines() if line.startswith("FAIL")]
+    assert [line for line in failing if not line.startswith("FAIL cgroups")] == [
+        next(line for line in failing if line.startswith("FAIL the grader's key: "))] and "fix: " in broken.stdout

@@ -1,7 +1,10 @@
 """The isolation machinery itself (grader/sandbox.py): what the sandbox binds, the GPU nodes it
 adds, and limits that hold over every process of the sandbox, with or without a cgroup.
 (Hostile submissions graded end to end are in test_sandbox.py.)"""
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -138,3 +141,70 @@ def test_without_bubblewrap_the_child_still_runs_and_is_cleaned_up(tmp_path):
     assert box.call("marker") > 0 and Path(workdir).is_dir()
     box.close()
     assert not Path(workdir).exists()
+
+
+def test_the_policy_is_part_of_every_sandbox():
+    """Seccomp by descriptor, /proc's root-only files read-only, no pseudo-terminals (no --dev);
+    with staged folders (the grader as root) the Python folders are bound from their stage."""
+    args = sb.bwrap_arguments("bandits", Limits(), "cpu", False, {"child": 5, "submission": 6, "passwd": 7, "seccomp": 8})
+    assert args[args.index("--seccomp") + 1] == "8"
+    assert "--dev" not in args and "--ro-bind" in args
+    assert [args[i + 1] for i, a in enumerate(args) if a == "--ro-bind" and args[i + 1] == "/proc/sys"]
+    assert args.index("/proc/sys") > args.index("--proc")
+    folder = sb.python_folders()[0]
+    staged = sb.bwrap_arguments("bandits", Limits(), "cpu", False, {"child": 5, "submission": 6, "passwd": 7},
+                                {folder: "/stage/0"})
+    assert staged[staged.index("/stage/0") + 1] == str(folder)
+    assert len(sb.seccomp_program()) > 0 and len(sb.seccomp_program()) % 8 == 0  # BPF instructions
+
+
+def test_root_runs_the_sandbox_as_an_unprivileged_user(monkeypatch):
+    monkeypatch.setattr(sb.os, "geteuid", lambda: 0)
+    monkeypatch.delenv("GRADER_SANDBOX_UID", raising=False)
+    assert sb.sandbox_user() == (65533, 65533)
+    prefix = sb.drop_privileges()
+    assert prefix[prefix.index("--reuid") + 1] == "65533" and "--clear-groups" in prefix and prefix[-1] == "--"
+    monkeypatch.setenv("GRADER_SANDBOX_UID", "1234")
+    assert sb.sandbox_user() == (1234, 1234)
+    monkeypatch.setenv("GRADER_SANDBOX_UID", "0")
+    with pytest.raises(RuntimeError, match="must not be 0"):
+        sb.sandbox_user()
+    monkeypatch.setattr(sb.os, "geteuid", lambda: 1000)
+    assert sb.sandbox_user() is None and sb.drop_privileges() == []
+
+
+LIBRARIES = """
+import numpy as np, gymnasium as gym, tensorflow as tf
+def work():
+    env = gym.make("CartPole-v1")
+    observation, _ = env.reset(seed=1)
+    observation, reward, *_ = env.step(0)
+    model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(8), tf.keras.layers.Dense(2)])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(model(observation[None].astype(np.float32)) ** 2)
+    grads = tape.gradient(loss, model.trainable_variables)
+    return float(loss), len(grads), float(reward), float(np.linalg.svd(np.eye(3))[1].sum())
+"""
+
+
+@pytest.fixture
+def fake_dev():
+    """A folder of empty files named as NVIDIA's nodes, where the sandbox's user may look (as /dev)."""
+    folder = Path(tempfile.mkdtemp(prefix="fake-dev-"))
+    os.chmod(folder, 0o755)
+    for name in ("nvidia0", "nvidiactl", "nvidia-uvm"):
+        (folder / name).touch()
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_tensorflow_numpy_and_gymnasium_work_under_the_policy_with_the_gpu_binds(fake_dev, monkeypatch):
+    """The references' libraries under the seccomp policy, with the GPU path's arguments built
+    against a fake /dev (empty files named as NVIDIA's nodes: bound, never a real device)."""
+    real = sb.gpu_binds
+    monkeypatch.setattr(sb, "gpu_binds", lambda dev="/dev": real(str(fake_dev)))
+    with sb.Sandbox(LIBRARIES.encode(), "libraries", Limits(start_time=300, time=120), device="auto",
+                    tensorflow=True) as box:
+        loss, grads, reward, singular = box.call("work")
+        assert box.device == "cpu"  # the fake nodes are no GPU
+    assert loss >= 0 and grads == 4 and reward == 1.0 and singular == 3.0

@@ -24,6 +24,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -991,3 +992,289 @@ def test_without_bubblewrap_a_class_needs_no_sandbox(submission, tmp_path):
     graded = grade(tmp_path / "class", "--out", out, "--quiet", "--no-sandbox", *FAST, env=env)
     assert graded.returncode == 0, graded.stdout + graded.stderr
     assert report_of(out / "alice/bandits.json")["sandbox"] == "none"
+
+
+# ------------------------------------------------------------------ issue 14: no host root, no links, machine faults
+TEST_USER = 65532  # the unprivileged user the grader runs as in the "user" runs (the sandbox's default is 65533)
+MODES_OF_THE_GRADER = ["root", "user"] if os.geteuid() == 0 else ["user"]
+
+
+def unreachable_top(folder):
+    """The highest folder above `folder` that others may not enter (e.g. /root), or None."""
+    for parent in reversed(Path(folder).parents):
+        if parent != Path("/") and not os.stat(parent).st_mode & 0o001:
+            return parent
+    return None
+
+
+@pytest.fixture
+def place(tmp_path, request):
+    """A folder for the test's files that the grader's user can write (tmp_path for root)."""
+    if request.node.callspec.params.get("mode", "root") == "root":
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="grader-user-test-"))
+    os.chmod(folder, 0o755)
+    os.chown(folder, TEST_USER, TEST_USER)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def grader_as(mode, place, *args, timeout=900):
+    """`python -m grader ARGS` from the repository root as root, or (mode "user") as the unprivileged
+    TEST_USER: its own key in `place`, and, in a private mount namespace of its own, the Python
+    installation's folder made reachable where it lies under a folder others may not enter (this
+    machine's /root): a tmpfs over that folder with the installation bound back in."""
+    command = [sys.executable, "-m", "grader", *map(str, args)]
+    if mode == "root":
+        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    from grader.sandbox import python_folders
+    script, stage = [], place / ".stage"
+    for i, folder in enumerate(python_folders()):
+        top = unreachable_top(folder)
+        if top is not None:
+            (stage / str(i)).mkdir(parents=True)
+            script += [f"mount --bind '{folder}' '{stage}/{i}'", f"mount -t tmpfs -o mode=755 tmpfs '{top}'",
+                       f"mkdir -p '{folder}'", f"mount --bind '{stage}/{i}' '{folder}'"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(place), "GRADER_KEY_FILE": str(place / "key"), "LANG": "C.UTF-8"}
+    user = ["setpriv", "--reuid", str(TEST_USER), "--regid", str(TEST_USER), "--clear-groups", "--"]
+    if os.geteuid() != 0:
+        return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           "; ".join(script + ['exec "$@"']), "user", *user, *command],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_the_user_runs_see_an_unprivileged_grader(bwrap, tmp_path):
+    """The vehicle of the "user" runs: the grader there is TEST_USER, not root, and can grade."""
+    if "user" not in MODES_OF_THE_GRADER:
+        pytest.skip("the grader is not root here: every run is a user's")
+    folder = Path(tempfile.mkdtemp(prefix="grader-user-test-"))
+    try:
+        os.chmod(folder, 0o755)
+        os.chown(folder, TEST_USER, TEST_USER)
+        result = grader_as("user", folder, "--self-test")
+        assert "the sandbox's uid outside: 65532 on the host (the grader's own user)" in result.stdout, result.stdout + result.stderr
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+HARMLESS_SYSCTL = "/proc/sys/fs/lease-break-time"  # written for real by the attack: if it got through, restored
+HOST_ROOT = r'''
+import ctypes, errno, pyseccomp
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+
+def syscall(name, *args):
+    number = pyseccomp.resolve_syscall(pyseccomp.system_arch(), name)
+    if libc.syscall(ctypes.c_long(number), *[ctypes.c_long(a) for a in args]) == -1:
+        raise OSError(ctypes.get_errno(), errno.errorcode.get(ctypes.get_errno(), "?"))
+    return "returned"
+
+
+def open_for_writing(path):  # never writes: opening is the test (core_pattern must not change, even by accident)
+    os.close(os.open(path, os.O_WRONLY))
+    return "opened"
+
+
+def write_sysctl():
+    with open(SYSCTL, "w") as file:
+        file.write(str(int(open(SYSCTL).read()) + 1))
+    return "written"
+
+
+attempt("open core_pattern for writing", lambda: open_for_writing("/proc/sys/kernel/core_pattern"))
+attempt("open sysrq-trigger for writing", lambda: open_for_writing("/proc/sysrq-trigger"))
+attempt("write a sysctl", write_sysctl)
+ATTEMPTS["uid_map"] = "blocked: " + open("/proc/self/uid_map").read().strip()  # (read: told to the test)
+for name in DENIED:
+    attempt("syscall " + name, lambda name=name: syscall(name, 0, 0, 0, 0, 0, 0))
+attempt("clone a new user namespace", lambda: syscall("clone", 0x10000000 | 17, 0, 0, 0, 0))
+attempt("personality without ASLR", lambda: syscall("personality", 0x0040000))
+tell()
+'''
+
+
+@pytest.mark.parametrize("mode", MODES_OF_THE_GRADER)
+def test_no_root_on_the_host_behind_the_sandbox(bwrap, place, mode):
+    """Where the grader is root, the sandbox's processes are an unprivileged uid on the host: the
+    sysctls (core_pattern), sysrq-trigger and other root-only files of /proc cannot be written,
+    /proc/self/uid_map maps to no 0, and every system call of the seccomp policy fails with EPERM."""
+    from grader.sandbox import DENIED_SYSCALLS
+    before = Path(HARMLESS_SYSCTL).read_text()
+    pattern = Path("/proc/sys/kernel/core_pattern").read_text()
+    path = place / "bandits.py"
+    path.write_text(hostile(HOST_ROOT, SYSCTL=HARMLESS_SYSCTL, DENIED=list(DENIED_SYSCALLS)))
+    try:
+        result = grader_as(mode, place, path, "--json", place / "r.json", "--quiet", *FAST)
+    finally:
+        if Path(HARMLESS_SYSCTL).read_text() != before:
+            Path(HARMLESS_SYSCTL).write_text(before)
+            pytest.fail(f"the sandbox wrote the host's {HARMLESS_SYSCTL} (restored)")
+    assert Path("/proc/sys/kernel/core_pattern").read_text() == pattern
+    assert result.returncode == 1, result.stdout + result.stderr
+    results = attack_results(report_of(place / "r.json"))
+    assert done(results) == {}, f"got through: {done(results)}"
+    mapping = results["uid_map"].split()[1:]  # "blocked: INSIDE OUTSIDE COUNT"
+    assert mapping[1] != "0", results["uid_map"]
+    for name in [*DENIED_SYSCALLS, "clone a new user namespace", "personality without ASLR"]:
+        got = results.get(f"syscall {name}", results.get(name))
+        assert got is None or "EPERM" in got, (name, got)  # (None: not a system call of this machine)
+    assert sum("EPERM" in got for got in results.values()) >= 30
+
+
+def test_the_sandboxs_processes_are_not_root_outside(bwrap):
+    """Seen from the host, every process of a running sandbox: not uid 0 (root) nor gid 0."""
+    from grader.sandbox import Sandbox
+    from grader.spec import Limits
+    with Sandbox(b"def f():\n    return 1\n", "tiny", Limits()) as box:
+        assert box.call("f") == 1
+        pids = box.cgroup.pids() if box.cgroup else {box.process.pid}
+        ids = [line.split()[1:] for pid in pids for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+               if line.startswith(("Uid:", "Gid:"))]
+    assert ids and all(value != "0" for row in ids for value in row), ids
+    if os.geteuid() == 0:
+        assert {row[0] for row in ids} == {str(int(os.environ.get("GRADER_SANDBOX_UID", "65533")))}
+
+
+def grader_key(mode, place):
+    """The key file of the grader run in `mode` (the user's: in `place`, made here, mode 0600)."""
+    if mode == "root":
+        secret.key()
+        return secret.key_file()
+    key = place / "key"
+    key.write_text(os.urandom(32).hex())
+    os.chmod(key, 0o600)
+    os.chown(key, TEST_USER, TEST_USER)
+    return key
+
+
+def first_line(path):
+    return next(line for line in Path(path).read_text().splitlines() if line.strip())
+
+
+@pytest.mark.parametrize("mode", MODES_OF_THE_GRADER)
+def test_links_in_a_class_folder_are_refused(bwrap, place, mode):
+    """alice's bandits.py links to the grader's key, bob's to /etc/shadow, carol's to dave's,
+    erin's to the reference solution, frank's folder to dave's: each is refused (not_a_file) and
+    the key's and shadow's first lines appear in no output; dave is graded."""
+    key = grader_key(mode, place)
+    links = {"alice": key, "bob": Path("/etc/shadow"), "carol": Path("../dave/bandits.py"),
+             "erin": REPO / "solutions/bandits.py"}
+    (place / "class/dave").mkdir(parents=True)
+    (place / "class/dave/bandits.py").write_text(SOLUTION)
+    for student, target in links.items():
+        (place / "class" / student).mkdir()
+        (place / "class" / student / "bandits.py").symlink_to(target)
+    (place / "class/frank").symlink_to(place / "class/dave")
+    out = place / "out"
+    result = grader_as(mode, place, place / "class", "--out", out, *FAST, "--junit", place / "j.xml",
+                       "--html", place / "page.html", "--json", place / "all.json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    reports = {r["student"]: r for r in report_of(place / "all.json")["reports"]}
+    for student in [*links, "frank"]:
+        assert reports[student]["status"] == "failed" and reports[student]["error_kind"] == "not_a_file", reports[student]
+        assert "symbolic link" in reports[student]["error"]
+    assert reports["dave"]["passed"]
+    outputs = result.stdout + result.stderr + "".join(p.read_text() for p in place.rglob("*")
+                                                      if p.is_file() and not p.is_symlink() and "class" not in p.parts and p != key)
+    for secret_line in (first_line(key), first_line("/etc/shadow")):
+        assert secret_line not in outputs
+
+
+def test_a_file_given_on_the_command_line_may_be_a_link(bwrap, tmp_path):
+    (tmp_path / "bandits.py").symlink_to(REPO / "solutions/bandits.py")
+    result = run_grader(tmp_path / "bandits.py", "--json", tmp_path / "r.json", "--quiet", *FAST)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "a symbolic link to" in report_of(tmp_path / "r.json")["submission"]
+
+
+def test_students_whose_names_collide_get_their_own_reports(bwrap, tmp_path):
+    """`bob` and `bob.`, `a b` and `a_b`: one file name each once made safe; each keeps its own."""
+    students = {"bob": SOLUTION, "bob.": TEMPLATE, "a b": TEMPLATE, "a_b": SOLUTION}
+    for student, text in students.items():
+        (tmp_path / "class" / student).mkdir(parents=True)
+        (tmp_path / "class" / student / "bandits.py").write_text(text)
+    out = tmp_path / "out"
+    assert run_grader(tmp_path / "class", "--out", out, "--quiet", *FAST).returncode == 1
+    stored = {r["student"]: r["passed"] for r in map(report_of, out.glob("*/bandits.json"))}
+    assert stored == {"bob": True, "bob.": False, "a b": False, "a_b": True}
+
+
+def test_an_oversized_service_message_is_the_submissions_failure(bwrap, submission, tmp_path):
+    """episodes.step() with 80 MB of actions: more than a service call may send (64 MiB)."""
+    text = hostile(SERVICE_CALL, base="solutions/reinforce.py",
+                   CALL="episodes.reset(4); episodes.step(np.zeros(10_000_000, np.int64))")
+    result = run_grader(submission(text, name="reinforce.py"), "--json", tmp_path / "r.json", "--quiet",
+                        "--check", "training")
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = report_of(tmp_path / "r.json")
+    assert "protocol" in kinds(report) and "exceeds the limit of 67108864" in json.dumps(report)
+
+
+def test_step_holds_the_training_deadline(bwrap, submission, tmp_path):
+    """train() resets once, then calls step() for ever: stopped at the training time limit."""
+    text = hostile(SERVICE_CALL, base="solutions/reinforce.py",
+                   CALL="episodes.reset(4)\nwhile True:\n    episodes.step(np.zeros(4, np.int64))")
+    result = run_grader(submission(text, name="reinforce.py"), "--json", tmp_path / "r.json", "--quiet",
+                        "--check", "training", "--time-limit", "5", timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the training time limit is reached" in json.dumps(report_of(tmp_path / "r.json"))
+
+
+def test_a_venv_through_a_link_works_and_a_broken_interpreter_is_the_graders_error(bwrap, tmp_path, monkeypatch, capsys):
+    (tmp_path / "venv").symlink_to(VENV.resolve())
+    linked = subprocess.run([tmp_path / "venv/bin/python", "-m", "grader", "solutions/bandits.py", "--quiet", *FAST],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert linked.returncode == 0, linked.stdout + linked.stderr
+    from grader import cli, sandbox
+    monkeypatch.setattr(sandbox, "interpreter", lambda: "/nonexistent/bin/python")
+    assert cli.main([str(REPO / "solutions/bandits.py"), "--quiet", *FAST]) == 3
+    captured = capsys.readouterr()
+    assert "bwrap: execvp /nonexistent/bin/python: No such file or directory" in captured.out + captured.err
+    assert "grader error (not the submission's fault)" in captured.out + captured.err
+
+
+def test_a_report_is_reused_only_for_its_own_student(bwrap, tmp_path):
+    """alice and bob hand in the same bytes; alice's genuine report copied over bob's is not bob's."""
+    for student in ("alice", "bob"):
+        (tmp_path / "class" / student).mkdir(parents=True)
+        (tmp_path / "class" / student / "bandits.py").write_text(SOLUTION)
+    out = tmp_path / "out"
+    assert run_grader(tmp_path / "class", "--out", out, "--quiet", *FAST).returncode == 0
+    shutil.copyfile(out / "alice/bandits.json", out / "bob/bandits.json")
+    result = run_grader(tmp_path / "class", "--out", out, "--quiet", *FAST)
+    reused = {line.split()[1].split("/")[-2]: line.endswith("(reused)") for line in result.stdout.splitlines()}
+    assert reused == {"alice": True, "bob": False}
+    assert report_of(out / "bob/bandits.json")["student"] == "bob"
+
+
+def test_merge_refuses_a_forged_shard_and_copies_plots_only_from_inside_it(bwrap, tmp_path):
+    """A shard whose report was edited (a failing score made passing) is refused with its path;
+    a genuine report whose plot names a file outside its shard (/etc/shadow, a peer's folder) gets
+    no copy of it."""
+    from grader import batch
+    from grader.report import Report
+    (tmp_path / "class/bob").mkdir(parents=True)
+    (tmp_path / "class/bob/bandits.py").write_text(TEMPLATE)
+    shard = tmp_path / "shard"
+    assert run_grader(tmp_path / "class", "--out", shard, "--quiet", *FAST).returncode == 1
+    genuine = report_of(shard / "bob/bandits.json")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere/peer.png").write_bytes(b"a peer's plot")
+    (shard / "bob/shadow").symlink_to("/etc/shadow")  # (found next to the report by the name of /etc/shadow)
+    plotted = Report.from_dict(genuine)
+    plotted.checks[0].details["plot"] = "/etc/shadow"
+    plotted.checks[1].details["plot"] = str(tmp_path / "elsewhere/peer.png")
+    batch.write_json(shard / "bob/bandits.json", batch.sign(plotted))
+    merged = run_grader("merge", shard, "--out", tmp_path / "merged", "--quiet")
+    assert merged.returncode == 1, merged.stdout + merged.stderr
+    copied = sorted(p.name for p in (tmp_path / "merged/bob").iterdir())
+    assert copied == ["bandits.json"], copied
+    assert first_line("/etc/shadow") not in (tmp_path / "merged/bob/bandits.json").read_text()
+    edited = dict(genuine, passed=True, status="passed", score=genuine["max_score"])
+    (shard / "bob/bandits.json").write_text(json.dumps(edited))
+    refused = run_grader("merge", shard, "--out", tmp_path / "merged2", "--quiet")
+    assert refused.returncode == 2 and str(shard / "bob/bandits.json") in refused.stderr, refused.stderr
+    assert not (tmp_path / "merged2").exists()

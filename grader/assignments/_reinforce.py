@@ -142,6 +142,8 @@ class TrainingEpisodes:
     def step(self, actions):
         if self.env is None or not len(self.done):
             raise SubmissionError("invalid", "episodes.step() was called before episodes.reset(n)")
+        if self.deadline is not None and time.monotonic() > self.deadline:  # in every call, not only reset()
+            self.stop("the training time limit is reached")
         n = self.env.num_envs
         actions = expect_array(actions, "the actions given to episodes.step", kind="i", shape=(n,),
                                low=0, high=NUM_ACTIONS - 1)
