@@ -94,7 +94,9 @@ class TrainingEpisodes:
 
     def __init__(self, rng, transform, budget=None, time_limit=None, progress=None, record=False):
         self.rng, self.transform, self.budget, self.progress = rng, transform, budget, progress
-        self.deadline = time.monotonic() + time_limit if time_limit else None
+        # time_limit: the sandbox's Deadline (CPU seconds, wall-clock backstop), or wall seconds (bench/)
+        self.deadline = time_limit if hasattr(time_limit, "exceeded") else (
+            time.monotonic() + time_limit if time_limit else None)
         self.env = None
         self.started = 0
         self.curve = []  # return of each finished training episode, in order of finishing
@@ -114,8 +116,10 @@ class TrainingEpisodes:
             raise SubmissionError("invalid", f"episodes.reset(n) needs an int n in 1..{self.MAX_BATCH}, got {n!r}")
         if self.budget is not None and self.started + n > self.budget:
             self.stop(f"the budget of {self.budget} training episodes is used up")
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            self.stop("the training time limit is reached")
+        over = None if self.deadline is None else (self.deadline.exceeded() if hasattr(self.deadline, "exceeded")
+                                                   else time.monotonic() > self.deadline and "wall-clock seconds")
+        if over:
+            self.stop(f"the training time limit is reached ({over})")
         self.flush()
         if self.progress is not None and time.monotonic() - self.last_progress >= self.PROGRESS_SECONDS:
             self.last_progress = time.monotonic()
@@ -247,8 +251,8 @@ def train_once(ctx, index, threshold, budget):
     ctx.fresh_sandbox()
     args, agent = new_agent(ctx, seed)
     transform = secret_transform(ctx, index)
-    episodes = TrainingEpisodes(ctx.rng("training", index), transform, budget=budget,
-                                time_limit=ctx.limits.train_time,
+    deadline = ctx.sandbox.deadline(ctx.limits.train_time)
+    episodes = TrainingEpisodes(ctx.rng("training", index), transform, budget=budget, time_limit=deadline,
                                 progress=lambda text: ctx.progress(f"training {index}: {text}"))
     started, service = time.monotonic(), episodes.service()
     result = {"index": index, "seed": seed}
@@ -265,17 +269,17 @@ def train_once(ctx, index, threshold, budget):
                         learning_curve=episodes.curve, error=failure.kind,
                         message=f"training {index} (seed {seed}) failed after {episodes.started} episodes: "
                                 f"{failure.message}")
-    train_s = time.monotonic() - started
+    train_s, train_cpu_s = time.monotonic() - started, deadline.cpu()
     episodes.flush()
     returns = evaluate(lambda states: ctx.sandbox.call(agent.method("predict"), states), transform,
                        seed=int(ctx.rng("evaluation", index).integers(2**31)))
     mean = float(returns.mean())
-    limit = f"{budget} episodes and {ctx.limits.train_time:.0f} s" if budget else f"{ctx.limits.train_time:.0f} s"
-    message = (f"training {index} (seed {seed}): {episodes.started} episodes in {train_s:.0f} s "
+    limit = f"{budget} episodes and {ctx.limits.train_time:.0f} CPU s" if budget else f"{ctx.limits.train_time:.0f} CPU s"
+    message = (f"training {index} (seed {seed}): {episodes.started} episodes in {train_cpu_s:.0f} CPU s ({train_s:.0f} s) "
                f"(limit {limit}{'; ' + episodes.stop_reason if episodes.stop_reason else ''}), "
                f"greedy mean return {mean:.1f}{'' if mean >= threshold else f' < {threshold}'}")
     result.update(passed=mean >= threshold, greedy_mean=round(mean, 2), training_episodes=episodes.started,
-                  training_s=round(train_s, 2), stop_reason=episodes.stop_reason, learning_curve=episodes.curve,
+                  training_s=round(train_s, 2), training_cpu_s=round(train_cpu_s, 2), stop_reason=episodes.stop_reason, learning_curve=episodes.curve,
                   evaluation_returns=returns.tolist(), message=message)
     if ctx.plots_dir:
         result["plot"] = plot_curve(ctx, index, episodes.curve, returns, threshold)
