@@ -22,10 +22,9 @@ import os
 import textwrap
 
 import pytest
+from conftest import REPO
 from hypothesis import HealthCheck, Phase, example, given, note, settings
 from hypothesis import strategies as st
-
-from conftest import REPO
 
 TARGETS = {  # the functions a generated behaviour may replace, and the checks graded
     "bandits": (["Agent.select_actions", "Agent.update", "Agent.__init__", "set_estimates", "Environment.step"], ()),
@@ -44,7 +43,7 @@ EXPLICIT = {  # always tried first: answers that made the grader blame itself be
     "reinforce_baseline": [("train", ["return None"]), ("evaluate", ["return _np.full(a[2], 500.0)"])],
 }
 EXAMPLES = {"bandits": 25, "value_iteration": 25, "reinforce": 3, "reinforce_baseline": 3, "vae": 3}
-THOROUGH = int(os.environ.get("PROPERTY_EXAMPLES", 300))
+THOROUGH = int(os.environ.get("PROPERTY_EXAMPLES", "300"))
 
 # ------------------------------------------------------------------ values, as Python source
 DTYPES = ["bool", "int8", "uint8", "int64", "uint64", "float16", "float32", "float64", "complex64", "complex128",
@@ -206,6 +205,7 @@ def submissions(name):
 def graded_without_error(name, source, tmp_path):
     """Grades `source` as NAME.py in the real sandbox; asserts the grading ends passed or failed."""
     import dataclasses
+
     from grader import runner
     from grader.assignments import all_assignments
     assignment = all_assignments()[name]
