@@ -197,13 +197,14 @@ def submission_source(name, target, bodies):
 
 
 def submissions(name):
-    return st.tuples(st.sampled_from(TARGETS[name][0]), st.lists(actions, min_size=1, max_size=3)).map(
-        lambda t: submission_source(name, *t))
+    """(the function replaced, the bodies of its behaviours)."""
+    return st.tuples(st.sampled_from(TARGETS[name][0]), st.lists(actions, min_size=1, max_size=3))
 
 
 # ------------------------------------------------------------------ the property
-def graded_without_error(name, source, tmp_path):
-    """Grades `source` as NAME.py in the real sandbox; asserts the grading ends passed or failed."""
+def graded_without_error(name, target, bodies, tmp_path):
+    """Grades the reference NAME.py with `target` replaced by `bodies` (`submission_source`) in the
+    real sandbox; asserts the grading ends passed or failed."""
     import dataclasses
 
     from grader import runner
@@ -214,8 +215,7 @@ def graded_without_error(name, source, tmp_path):
         assignment = dataclasses.replace(assignment, checks=tuple(
             c for c in assignment.checks if any(text in c.name for text in checks)))
     path = tmp_path / f"{name}.py"
-    path.write_text(source)
-    note(source[source.index("# ---------------------------------------------------------------- generated"):])
+    path.write_text(submission_source(name, target, bodies))
     limits = assignment.limits.override(time=min(assignment.limits.time, 10), wall_factor=2)
     report = runner.grade(assignment, path, limits=limits, seed=1).to_dict()  # GraderBug: the property fails
     assert report["status"] in ("passed", "failed"), report
@@ -226,11 +226,11 @@ def run_property(name, examples, tmp_path, derandomize):
     @settings(max_examples=examples, deadline=None, database=None, derandomize=derandomize,
               phases=[Phase.explicit, Phase.generate],  # no shrinking: each example is a grading (seconds)
               suppress_health_check=list(HealthCheck))
-    @given(source=submissions(name))
-    def graded(source):
-        graded_without_error(name, source, tmp_path)
-    for target, bodies in EXPLICIT.get(name, []):
-        graded = example(source=submission_source(name, target, bodies))(graded)
+    @given(submission=submissions(name))
+    def graded(submission):
+        graded_without_error(name, *submission, tmp_path)
+    for submission in EXPLICIT.get(name, [])[::-1]:
+        graded = example(submission=submission)(graded)
     graded()
 
 
