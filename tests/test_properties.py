@@ -38,9 +38,12 @@ TARGETS = {  # the functions a generated behaviour may replace, and the checks g
     "vae": (["sample_z", "reconstruction_loss", "latent_loss", "build_encoder", "build_decoder", "VAE.train_step"],
             ("encoder", "decoder", "sample", "latent loss", "reconstruction loss", "train step")),
 }
+TRAIN_WITHOUT_PLAYING = ("a[1].reset(2)\n"
+                         "a[0].train(_np.zeros((3, 4), _np.float32), _np.zeros(3, _np.int64), _np.ones(3, _np.float32))")
 EXPLICIT = {  # always tried first: answers that made the grader blame itself before (issue 15)
-    "reinforce": [("train", ["return None"]), ("evaluate", ["return _np.full(a[2], 500.0)"])],
-    "reinforce_baseline": [("train", ["return None"]), ("evaluate", ["return _np.full(a[2], 500.0)"])],
+    "reinforce": [("train", ["return None"]), ("train", [TRAIN_WITHOUT_PLAYING]), ("evaluate", ["return _np.full(a[2], 500.0)"])],
+    "reinforce_baseline": [("train", ["return None"]), ("train", [TRAIN_WITHOUT_PLAYING]),
+                           ("evaluate", ["return _np.full(a[2], 500.0)"])],
 }
 EXAMPLES = {"bandits": 25, "value_iteration": 25, "reinforce": 3, "reinforce_baseline": 3, "vae": 3}
 THOROUGH = int(os.environ.get("PROPERTY_EXAMPLES", "300"))

@@ -605,7 +605,7 @@ class OneBatchEpisodes(TrainingEpisodes):
 def played_steps(episodes, gamma):
     """{state bytes: (action, return, reward)} of every step the episodes played while running."""
     steps = {}
-    for batch in episodes.batches:
+    for batch in (b for b in episodes.batches if b["actions"]):  # (a batch reset and never stepped: no steps)
         states, actions = np.array(batch["states"]), np.array(batch["actions"])
         rewards, running = np.array(batch["rewards"]), np.array(batch["running"])
         for i in range(states.shape[1]):
@@ -618,7 +618,7 @@ def played_steps(episodes, gamma):
 
 def terminal_states(episodes):
     found = set()
-    for batch in episodes.batches:
+    for batch in (b for b in episodes.batches if b["actions"]):
         states, running = np.array(batch["states"]), np.array(batch["running"])
         for i in range(states.shape[1]):
             found.update(states[t, i].tobytes() for t in range(len(states)) if not running[t, i])
@@ -649,9 +649,13 @@ def check_train_loop(ctx):
     if not agent.trained:
         return Outcome(False, f"train() played {episodes.started} episodes and returned without calling "
                               "agent.train", threshold="one training step")
+    if not any(b["actions"] for b in episodes.batches):
+        return Outcome(False, "train() called agent.train without playing a step of the grader's episodes: a batch "
+                              "is episodes.reset(n), then episodes.step(actions) until every episode is done",
+                       threshold="one training step on the steps played")
     # the actions played: sampled from the probabilities?
     played = [(np.array(b["states"])[np.array(b["running"])], np.array(b["actions"])[np.array(b["running"])])
-              for b in episodes.batches]
+              for b in episodes.batches if b["actions"]]
     states = np.concatenate([s for s, _ in played])
     actions = np.concatenate([a for _, a in played])
     greedy = np.argmax(agent.probs(states), axis=1)
@@ -727,8 +731,12 @@ def check_evaluate(ctx):
         raise
     got = expect_array(got, "evaluate", shape=(n,))
     episodes.flush()
-    states = np.concatenate([np.array(b["states"])[np.array(b["running"])] for b in episodes.batches])
-    actions = np.concatenate([np.array(b["actions"])[np.array(b["running"])] for b in episodes.batches])
+    played = [b for b in episodes.batches if b["actions"]]  # the batches it took steps in
+    if not played:
+        return Outcome(False, f"evaluate(agent, episodes, {n}) returned without playing: it must reset {n} episodes "
+                              "and step them to their end", threshold=f"{n} episodes played")
+    states = np.concatenate([np.array(b["states"])[np.array(b["running"])] for b in played])
+    actions = np.concatenate([np.array(b["actions"])[np.array(b["running"])] for b in played])
     share = float(np.mean(actions == np.argmax(agent.probs(states), axis=1)))
     if share < 1:
         return Outcome(False, f"evaluate played {100 * share:.1f}% of its {len(actions)} steps with the most probable "
