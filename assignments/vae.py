@@ -32,9 +32,10 @@ How it is graded (written from the grader's spec, grader/assignments/vae.py):
     grader computes the test -ELBO, reconstruction (one z per image) + analytic KL, in nats
     per image (and, for information, an importance-weighted -log p(x) with 10 samples),
     which must be at most 150 for z_dim 2 and 107 for z_dim 100 (the reference solution:
-    144.3 and 103; seeds move it by about 1 nat). Limits: 600 s per training run, 120 s for
-    any other question, 6 GiB of memory, 2 compute thread(s), and a file of at most 128 KiB.
-    A grading takes about 4 minutes on 2 cores.
+    144.3 and 103; seeds move it by about 1 nat). Limits: 600 CPU seconds per training run,
+    120 CPU seconds for any other question (and at most 3 times as many seconds of
+    wall-clock time), 6 GiB of memory, 2 compute thread(s), and a file of at most 128 KiB. A
+    grading takes about 4 minutes on 2 cores.
 """
 import argparse
 import os

@@ -30,7 +30,9 @@ class CheckResult:
                                                "type": "str"})
     visibility: str = field(default="visible", metadata={"doc": "`visible` or `hidden`, from the spec",
                                                           "type": "str"})
-    duration_s: float = field(default=0, metadata={"doc": "seconds it took", "type": "number"})
+    duration_s: float = field(default=0, metadata={"doc": "wall-clock seconds it took", "type": "number"})
+    cpu_s: float = field(default=0, metadata={"doc": "CPU seconds the submission's processes used in it (time "
+                                                     "limits count these)", "type": "number"})
     details: dict = field(default_factory=dict, metadata={
         "doc": "check-specific data (e.g. `average_reward_per_step`, `learning_curve`, `plot`); on failure "
                "`kind` and the submission's `traceback`; `needs` when another function's TODO blocked it",
@@ -75,9 +77,12 @@ class Report:
     device: str = _doc("`cpu` or `gpu (name)` as seen by TensorFlow in the child", "str")
     seed: int = _doc("the grader's seed", "int")
     limits: dict = _doc("the limits in force (`time`, `train_time`, `start_time`, `memory_mb`, `threads`, "
-                        "`max_threads`, `max_processes`, `disk_mb`, `max_message_bytes`, `max_submission_bytes`)",
+                        "`max_threads`, `max_processes`, `disk_mb`, `max_message_bytes`, `max_submission_bytes`, "
+                        "`wall_factor`): time limits in CPU seconds, each with a wall-clock backstop of "
+                        "`wall_factor` times as many seconds",
                         "object")
-    durations: dict = _doc("`total_s`, `start_s` (start-up and import)", "object")
+    durations: dict = _doc("`total_s`, `start_s` (start-up and import): wall-clock seconds; `cpu_s`, `start_cpu_s`: "
+                           "CPU seconds of the submission's processes", "object")
     started_at: str = field(default="", metadata={"doc": "ISO 8601 UTC", "type": "str"})
     versions: dict = _doc("`python`, `numpy`, `tensorflow`, `tensorflow-probability`, `keras`, `gymnasium`", "object")
     options: dict = _doc("(a class) what the grading depended on: `seed`, `device`, `limits`, `checks`, `plots`, "
@@ -135,7 +140,7 @@ def render(report):
     width = max(60, min(shutil.get_terminal_size((110, 20)).columns, 140))
     out = [f"{report.title}", f"submission: {report.submission}  (assignment {report.assignment}, "
            f"device {report.device}, seed {report.seed}, sandbox {report.sandbox or 'none'}, "
-           f"{report.durations['total_s']:.1f} s)"]
+           f"{report.durations['total_s']:.1f} s, {report.durations.get('cpu_s', 0):.1f} CPU s)"]
     out += [f"note: {note}" for note in report.notes]
     if report.error:
         out.append(f"error: {report.error}")

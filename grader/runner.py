@@ -74,6 +74,12 @@ class Context:
         self.shared = {}  # state a check leaves for later checks (e.g. a trained agent's results)
         self.results = {}  # check name -> (its functions, passed), for the checks run so far
         self._sandbox = None
+        self._cpu_closed = 0.0  # CPU seconds of the sandboxes closed so far
+
+    def cpu_seconds(self):
+        """CPU seconds used by the submission's processes in this grading so far (all its sandboxes)."""
+        current = self._sandbox.cpu_seconds() if self._sandbox is not None else 0.0
+        return self._cpu_closed + current
 
     def _program(self, limits):
         """(the Program the child imports, the submission's failure reading it or None): a
@@ -153,6 +159,7 @@ class Context:
     def close(self):
         if self._sandbox is not None:
             self._sandbox.close()
+            self._cpu_closed += self._sandbox.usage.cpu if self._sandbox.usage is not None else 0.0
             self._sandbox = None
 
 
@@ -203,11 +210,11 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
             ctx.sandbox  # import the submission once up front: a broken file fails every check alike
         except SubmissionError as failure:
             error = failure
-        start_s = time.monotonic() - t0
+        start_s, start_cpu = time.monotonic() - t0, ctx.cpu_seconds()
         for check in assignment.graded_checks:
             if progress:
                 progress(check.name)
-            t = time.monotonic()
+            t, cpu = time.monotonic(), ctx.cpu_seconds()
             if error is not None:
                 outcome = Outcome(False, "not run: " + NOT_RUN.get(error.kind, "the submission could not be imported (see above)"))
             else:
@@ -224,7 +231,7 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
                 except Exception as bug:
                     raise GraderBug(f"check {check.name!r} of {assignment.name} failed inside the grader: "
                                     f"{type(bug).__name__}: {bug}\n{traceback.format_exc()}") from bug
-            results.append(check_entry(check, outcome, time.monotonic() - t))
+            results.append(check_entry(check, outcome, time.monotonic() - t, ctx.cpu_seconds() - cpu))
             ctx.results[check.name] = (check.functions, results[-1].passed)
     finally:
         if cancel is not None:
@@ -242,7 +249,8 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
         error_kind=error.kind if error else None, error_details=(error.details or None) if error else None,
         todos=sorted(set(todos)), notes=list(ctx.program.notes), checks=results,
         graded_at_submission=[c.name for c in assignment.checks if c not in assignment.graded_checks], device=ctx.device or "cpu", seed=seed, limits=asdict(limits),
-        durations={"total_s": round(time.monotonic() - t0, 3), "start_s": round(start_s, 3)},
+        durations={"total_s": round(time.monotonic() - t0, 3), "start_s": round(start_s, 3),
+                   "cpu_s": round(ctx.cpu_seconds(), 3), "start_cpu_s": round(start_cpu, 3)},
         started_at=started.isoformat(timespec="seconds"), versions=versions())
 
 
@@ -277,7 +285,7 @@ def problem_report(assignment, submission, kind, message, status="failed"):
         started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
 
-def check_entry(check, outcome, seconds):
+def check_entry(check, outcome, seconds, cpu_seconds=0.0):
     fraction = outcome.score if outcome.score is not None else float(outcome.passed)
     fraction = min(max(float(fraction), 0.0), 1.0)
     value = outcome.value
@@ -288,4 +296,4 @@ def check_entry(check, outcome, seconds):
     return CheckResult(name=check.name, description=check.description, passed=bool(outcome.passed),
                        score=round(fraction * check.points, 4), max_score=check.points, value=value,
                        threshold=outcome.threshold, message=outcome.message, visibility=check.visibility,
-                       duration_s=round(seconds, 3), details=outcome.details)
+                       duration_s=round(seconds, 3), cpu_s=round(cpu_seconds, 3), details=outcome.details)

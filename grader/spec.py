@@ -10,9 +10,12 @@ from typing import Callable
 
 @dataclass(frozen=True)
 class Limits:
-    time: float = 60            # seconds for one question to the submission (a unit check, an evaluation step)
-    train_time: float = 300     # seconds for a training run
-    start_time: float = 120     # seconds to start Python (and TensorFlow) and import the submission
+    # Time limits are CPU seconds of all the sandbox's processes together (so that a verdict does not
+    # depend on the machine's load), with a wall-clock backstop of wall_factor times the limit (a
+    # submission that sleeps or waits).
+    time: float = 60            # CPU seconds for one question to the submission (a unit check, an evaluation step)
+    train_time: float = 300     # CPU seconds for a training run
+    start_time: float = 120     # CPU seconds to start Python (and TensorFlow) and import the submission
     memory_mb: int = 2048       # resident memory of the submission's processes together
     threads: int = 2            # compute threads (TensorFlow, BLAS, OpenMP) given to the submission
     max_threads: int = 256      # operating-system threads in all its processes: a safety net
@@ -20,6 +23,7 @@ class Limits:
     max_submission_bytes: int = 128 << 10  # larger files are refused: no data set rides along in the source
     disk_mb: int = 512          # the sandbox's writable space (its /tmp, a tmpfs), counted in memory_mb too
     max_processes: int = 64     # processes in the sandbox at once (with max_threads, against fork bombs)
+    wall_factor: float = 3      # the wall-clock backstop of every time limit, as a multiple of it
 
     def override(self, **changes):
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -96,10 +100,12 @@ class Assignment:
         limits = self.limits
         memory = f"{limits.memory_mb / 1024:g} GiB" if limits.memory_mb >= 1024 else f"{limits.memory_mb} MiB"
         parts = [" ".join(self.summary.split())]
-        timing = f"{limits.time:g} s for any other question" if self.tensorflow else f"{limits.time:g} s per question"
+        timing = (f"{limits.time:g} CPU seconds for any other question" if self.tensorflow
+                  else f"{limits.time:g} CPU seconds per question")
         if any(c.training for c in self.checks):
-            timing = f"{limits.train_time:g} s per training run, " + timing
-        parts.append(f"Limits: {timing}, {memory} of memory, {limits.threads} compute thread(s), and a file "
+            timing = f"{limits.train_time:g} CPU seconds per training run, " + timing
+        parts.append(f"Limits: {timing} (and at most {limits.wall_factor:g} times as many seconds of wall-clock "
+                     f"time), {memory} of memory, {limits.threads} compute thread(s), and a file "
                      f"of at most {limits.max_submission_bytes // 1024} KiB.")
         if self.expected_time:
             parts.append(f"A grading takes {self.expected_time} on 2 cores.")

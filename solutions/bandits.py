@@ -32,8 +32,9 @@ How it is graded (written from the grader's spec, grader/assignments/bandits.py)
     0.15: 1.285 ± 0.061. Each tolerance is 5 standard errors of the difference between the
     two means (the average reward of an episode has a standard deviation of about 0.56
     across episodes), so a correct agent fails a grading with a probability of about 2e-6.
-    Limits: 30 s per question, 1 GiB of memory, 1 compute thread(s), and a file of at most
-    128 KiB. A grading takes about 3 seconds on 2 cores.
+    Limits: 30 CPU seconds per question (and at most 3 times as many seconds of wall-clock
+    time), 1 GiB of memory, 1 compute thread(s), and a file of at most 128 KiB. A grading
+    takes about 3 seconds on 2 cores.
 """
 import argparse
 

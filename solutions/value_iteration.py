@@ -49,9 +49,10 @@ How it is graded (written from the grader's spec, grader/assignments/value_itera
     grader's own episodes (1000 on the slippery maps, 10 on the others) reach the goal at
     least as often as an optimal policy's exact success probability minus 5 standard errors
     (a correct submission fails a grading with a probability of about 1e-6). Each failure
-    names the function and, where it recognises it, the likely bug. Limits: 60 s per
-    question, 1 GiB of memory, 1 compute thread(s), and a file of at most 128 KiB. A grading
-    takes about 3 seconds on 2 cores.
+    names the function and, where it recognises it, the likely bug. Limits: 60 CPU seconds
+    per question (and at most 3 times as many seconds of wall-clock time), 1 GiB of memory,
+    1 compute thread(s), and a file of at most 128 KiB. A grading takes about 3 seconds on 2
+    cores.
 """
 import argparse
 

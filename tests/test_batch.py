@@ -106,7 +106,7 @@ def test_class_with_jobs_2_gives_summary_gradescope_and_junit(tmp_path):
         assert rows[name]["bandits"] == "10" and rows[name]["bandits_status"] == "passed"
         assert report(out, name)["passed"] and report(out, name)["student"] == name
     for name, reason in [("carol", "unfinished TODO"), ("erin", "died with SIGSEGV during select_actions"),
-                         ("frank", "died with SIGKILL during update"), ("grace", "timed out after 2 s during select_actions"),
+                         ("frank", "died with SIGKILL during update"), ("grace", "CPU seconds of its 2 during select_actions"),
                          ("heidi", "SyntaxError")]:
         assert rows[name]["bandits_status"] == "failed" and reason in rows[name]["problems"], (name, rows[name])
     # the killed and hanging students lose only the checks concerned

@@ -94,7 +94,9 @@ class TrainingEpisodes:
 
     def __init__(self, rng, transform, budget=None, time_limit=None, progress=None, record=False):
         self.rng, self.transform, self.budget, self.progress = rng, transform, budget, progress
-        self.deadline = time.monotonic() + time_limit if time_limit else None
+        # time_limit: the sandbox's Deadline (CPU seconds, wall-clock backstop), or wall seconds (bench/)
+        self.deadline = time_limit if hasattr(time_limit, "exceeded") else (
+            time.monotonic() + time_limit if time_limit else None)
         self.env = None
         self.started = 0
         self.curve = []  # return of each finished training episode, in order of finishing
@@ -114,8 +116,10 @@ class TrainingEpisodes:
             raise SubmissionError("invalid", f"episodes.reset(n) needs an int n in 1..{self.MAX_BATCH}, got {n!r}")
         if self.budget is not None and self.started + n > self.budget:
             self.stop(f"the budget of {self.budget} training episodes is used up")
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            self.stop("the training time limit is reached")
+        over = None if self.deadline is None else (self.deadline.exceeded() if hasattr(self.deadline, "exceeded")
+                                                   else time.monotonic() > self.deadline and "wall-clock seconds")
+        if over:
+            self.stop(f"the training time limit is reached ({over})")
         self.flush()
         if self.progress is not None and time.monotonic() - self.last_progress >= self.PROGRESS_SECONDS:
             self.last_progress = time.monotonic()
@@ -249,8 +253,8 @@ def train_once(ctx, index, threshold, budget):
     ctx.fresh_sandbox()
     args, agent = new_agent(ctx, seed)
     transform = secret_transform(ctx, index)
-    episodes = TrainingEpisodes(ctx.rng("training", index), transform, budget=budget,
-                                time_limit=ctx.limits.train_time,
+    deadline = ctx.sandbox.deadline(ctx.limits.train_time)
+    episodes = TrainingEpisodes(ctx.rng("training", index), transform, budget=budget, time_limit=deadline,
                                 progress=lambda text: ctx.progress(f"training {index}: {text}"))
     started, service = time.monotonic(), episodes.service()
     result = {"index": index, "seed": seed}
@@ -267,17 +271,17 @@ def train_once(ctx, index, threshold, budget):
                         learning_curve=episodes.curve, error=failure.kind,
                         message=f"training {index} (seed {seed}) failed after {episodes.started} episodes: "
                                 f"{failure.message}")
-    train_s = time.monotonic() - started
+    train_s, train_cpu_s = time.monotonic() - started, deadline.cpu()
     episodes.flush()
     returns = evaluate(lambda states: ctx.sandbox.call(agent.method("predict"), states), transform,
                        seed=int(ctx.rng("evaluation", index).integers(2**31)))
     mean = float(returns.mean())
-    limit = f"{budget} episodes and {ctx.limits.train_time:.0f} s" if budget else f"{ctx.limits.train_time:.0f} s"
-    message = (f"training {index} (seed {seed}): {episodes.started} episodes in {train_s:.0f} s "
+    limit = f"{budget} episodes and {ctx.limits.train_time:.0f} CPU s" if budget else f"{ctx.limits.train_time:.0f} CPU s"
+    message = (f"training {index} (seed {seed}): {episodes.started} episodes in {train_cpu_s:.0f} CPU s ({train_s:.0f} s) "
                f"(limit {limit}{'; ' + episodes.stop_reason if episodes.stop_reason else ''}), "
                f"greedy mean return {mean:.1f}{'' if mean >= threshold else f' < {threshold}'}")
     result.update(passed=mean >= threshold, greedy_mean=round(mean, 2), training_episodes=episodes.started,
-                  training_s=round(train_s, 2), stop_reason=episodes.stop_reason, learning_curve=episodes.curve,
+                  training_s=round(train_s, 2), training_cpu_s=round(train_cpu_s, 2), stop_reason=episodes.stop_reason, learning_curve=episodes.curve,
                   evaluation_returns=returns.tolist(), message=message)
     if ctx.plots_dir:
         result["plot"] = plot_curve(ctx, index, episodes.curve, returns, threshold)
@@ -603,7 +607,7 @@ class OneBatchEpisodes(TrainingEpisodes):
 def played_steps(episodes, gamma):
     """{state bytes: (action, return, reward)} of every step the episodes played while running."""
     steps = {}
-    for batch in episodes.batches:
+    for batch in (b for b in episodes.batches if b["actions"]):  # (a batch reset and never stepped: no steps)
         states, actions = np.array(batch["states"]), np.array(batch["actions"])
         rewards, running = np.array(batch["rewards"]), np.array(batch["running"])
         for i in range(states.shape[1]):
@@ -616,7 +620,7 @@ def played_steps(episodes, gamma):
 
 def terminal_states(episodes):
     found = set()
-    for batch in episodes.batches:
+    for batch in (b for b in episodes.batches if b["actions"]):
         states, running = np.array(batch["states"]), np.array(batch["running"])
         for i in range(states.shape[1]):
             found.update(states[t, i].tobytes() for t in range(len(states)) if not running[t, i])
@@ -647,9 +651,13 @@ def check_train_loop(ctx):
     if not agent.trained:
         return Outcome(False, f"train() played {episodes.started} episodes and returned without calling "
                               "agent.train", threshold="one training step")
+    if not any(b["actions"] for b in episodes.batches):
+        return Outcome(False, "train() called agent.train without playing a step of the grader's episodes: a batch "
+                              "is episodes.reset(n), then episodes.step(actions) until every episode is done",
+                       threshold="one training step on the steps played")
     # the actions played: sampled from the probabilities?
     played = [(np.array(b["states"])[np.array(b["running"])], np.array(b["actions"])[np.array(b["running"])])
-              for b in episodes.batches]
+              for b in episodes.batches if b["actions"]]
     states = np.concatenate([s for s, _ in played])
     actions = np.concatenate([a for _, a in played])
     greedy = np.argmax(agent.probs(states), axis=1)
@@ -725,8 +733,12 @@ def check_evaluate(ctx):
         raise
     got = expect_array(got, "evaluate", shape=(n,))
     episodes.flush()
-    states = np.concatenate([np.array(b["states"])[np.array(b["running"])] for b in episodes.batches])
-    actions = np.concatenate([np.array(b["actions"])[np.array(b["running"])] for b in episodes.batches])
+    played = [b for b in episodes.batches if b["actions"]]  # the batches it took steps in
+    if not played:
+        return Outcome(False, f"evaluate(agent, episodes, {n}) returned without playing: it must reset {n} episodes "
+                              "and step them to their end", threshold=f"{n} episodes played")
+    states = np.concatenate([np.array(b["states"])[np.array(b["running"])] for b in played])
+    actions = np.concatenate([np.array(b["actions"])[np.array(b["running"])] for b in played])
     share = float(np.mean(actions == np.argmax(agent.probs(states), axis=1)))
     if share < 1:
         return Outcome(False, f"evaluate played {100 * share:.1f}% of its {len(actions)} steps with the most probable "
