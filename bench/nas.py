@@ -2,7 +2,8 @@
 """Benchmark the NAS reference solution (or a variant) over many gradings' worth of seeds.
 
     python bench/nas.py [--gradings 40] [--first_seed 0] [--variant reference|no_baseline]
-        [--solution FILE] [--all_trainings] [--jobs 2] [--out FILE.jsonl]
+        [--solution FILE] [--args "--learning_rate 0.02"] [--budget 60/20] [--all_trainings] [--jobs 2]
+        [--out FILE.jsonl]
     python bench/nas.py --from FILE.jsonl
 
 Every training is run the way the grader's search check runs it (grader/assignments/nas.py),
@@ -28,6 +29,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -43,6 +45,9 @@ def grader_rng(seed, *labels):
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
+EXTRA_ARGS = []  # --args: more options for the solution's parse_args (e.g. "--learning_rate 0.02")
+
+
 def load_solution(path, variant):
     spec = importlib.util.spec_from_file_location("nas_solution", path)
     module = importlib.util.module_from_spec(spec)
@@ -55,7 +60,6 @@ def load_solution(path, variant):
 def train_once(solution, grader_seed, index):
     """One training as the grader's search_once runs it; a dict of what it measured."""
     import keras
-    import numpy as np
 
     from grader.assignments import nas
     t = nas.table()
@@ -65,12 +69,12 @@ def train_once(solution, grader_seed, index):
     keras.backend.clear_session()
     started = time.process_time()
     controller = solution.Controller(t.num_decisions, t.num_choices,
-                                     solution.parse_args(nas.controller_argv(seed, nas.CHUNK)))
+                                     solution.parse_args(nas.controller_argv(seed, nas.CHUNK) + EXTRA_ARGS))
 
     class Evaluations:  # the child's stand-in calls the grader's service
         evaluate = staticmethod(served.evaluate)
     for chunk in range(nas.BUDGET // nas.CHUNK):
-        args = solution.parse_args(nas.controller_argv(seed + 100_000 * chunk, nas.CHUNK))
+        args = solution.parse_args(nas.controller_argv(seed + 100_000 * chunk, nas.CHUNK) + EXTRA_ARGS)
         solution.train(controller, Evaluations, args)
     cpu = time.process_time() - started
     model = nas.ControllerWeights(controller.model.get_weights(), t.num_decisions, t.num_choices)
@@ -95,13 +99,22 @@ def grade(solution, grader_seed, all_trainings):
 
 
 def worker(job):
-    path, variant, seeds, all_trainings = job
+    path, variant, seeds, all_trainings, extra, budget = job
+    EXTRA_ARGS[:] = extra
+    set_budget(budget)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     solution = load_solution(path, variant)
     return [r for seed in seeds for r in grade(solution, seed, all_trainings)]
+
+
+def set_budget(budget):
+    """--budget B/C: try another budget B of evaluations, C per call of train (not the spec's)."""
+    if budget:
+        from grader.assignments import nas
+        nas.BUDGET, nas.CHUNK = (int(x) for x in budget.split("/"))
 
 
 def summarize(results):
@@ -137,16 +150,21 @@ def main():
     parser.add_argument("--first_seed", type=int, default=0)
     parser.add_argument("--variant", choices=["reference", "no_baseline"], default="reference")
     parser.add_argument("--solution", default=str(ROOT / "solutions" / "nas.py"))
+    parser.add_argument("--args", default="", help="more options for the solution's parse_args")
+    parser.add_argument("--budget", help="B/C: a budget of B evaluations, C per call of train (default: the spec's)")
     parser.add_argument("--all_trainings", action="store_true", help="run all trainings of every grading")
     parser.add_argument("--jobs", type=int, default=1, help="processes (one thread each)")
     parser.add_argument("--out", help="append one JSON line per training")
     parser.add_argument("--from", dest="source", help="summarize a --out file without training")
     args = parser.parse_args()
+    set_budget(args.budget)
     if args.source:
         summarize([json.loads(line) for line in Path(args.source).read_text().splitlines() if line.strip()])
         return
     seeds = list(range(args.first_seed, args.first_seed + args.gradings))
-    jobs = [(args.solution, args.variant, seeds[k::args.jobs], args.all_trainings) for k in range(args.jobs)]
+    extra = shlex.split(args.args)
+    jobs = [(args.solution, args.variant, seeds[k::args.jobs], args.all_trainings, extra, args.budget)
+            for k in range(args.jobs)]
     if args.jobs > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -157,7 +175,8 @@ def main():
     if args.out:
         with open(args.out, "a") as out:
             out.writelines(json.dumps(r) + "\n" for r in results)
-    print(f"{args.variant} ({args.solution}), grader seeds {seeds[0]}..{seeds[-1]}:")
+    print(f"{args.variant} ({args.solution}{' ' + args.args if args.args else ''}), grader seeds "
+          f"{seeds[0]}..{seeds[-1]}:")
     summarize(results)
 
 
