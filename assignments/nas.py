@@ -43,11 +43,11 @@ How it is graded (written from the grader's spec, grader/assignments/nas.py):
     choices (so only a controller that learned from the returns can pass). The grader then
     computes the greedy architecture itself, from the controller's exported weights, and
     ranks it by mean development accuracy among the table's 81 architectures: a training
-    passes at a rank of at most 5 (the top 5%), and 2 of at most 3 trainings must pass. The
-    report shows where random search with the same budget lands. Limits: 180 s per training
-    run, 60 s for any other question, 3 GiB of memory, 2 compute thread(s), and a file of at
-    most 128 KiB. A grading takes about 1 minute (2 trainings; a third one only if one
-    fails) on 2 cores.
+    passes at a rank of at most 33 (the top 40%), and 2 of at most 3 trainings must pass.
+    The report shows where random search with the same budget lands. Limits: 180 s per
+    training run, 60 s for any other question, 3 GiB of memory, 2 compute thread(s), and a
+    file of at most 128 KiB. A grading takes about 1 minute (2 trainings; a third one only
+    if one fails) on 2 cores.
 """
 import argparse
 import json

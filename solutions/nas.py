@@ -36,18 +36,18 @@ How it is graded (written from the grader's spec, grader/assignments/nas.py):
     at every step, fed back), one Controller.train step (log pi(a; theta) moves along R - b,
     the baseline is updated) and train() (the whole budget, sampled architectures, every
     batch trained on). Then the search: training i runs train(controller, evaluations, args)
-    in a fresh process, 5 times on the same controller with args from your
+    in a fresh process, 3 times on the same controller with args from your
     parse_args(["--seed", ..., "--evaluations", "20"]), on returns served by the grader: for
     each architecture the development accuracy of one of its trainings in the table, plus
-    noise, 100 evaluations in all, seen through a secret relabelling of the decisions and
+    noise, 60 evaluations in all, seen through a secret relabelling of the decisions and
     choices (so only a controller that learned from the returns can pass). The grader then
     computes the greedy architecture itself, from the controller's exported weights, and
     ranks it by mean development accuracy among the table's 81 architectures: a training
-    passes at a rank of at most 5 (the top 5%), and 2 of at most 3 trainings must pass. The
-    report shows where random search with the same budget lands. Limits: 180 s per training
-    run, 60 s for any other question, 3 GiB of memory, 2 compute thread(s), and a file of at
-    most 128 KiB. A grading takes about 1 minute (2 trainings; a third one only if one
-    fails) on 2 cores.
+    passes at a rank of at most 33 (the top 40%), and 2 of at most 3 trainings must pass.
+    The report shows where random search with the same budget lands. Limits: 180 s per
+    training run, 60 s for any other question, 3 GiB of memory, 2 compute thread(s), and a
+    file of at most 128 KiB. A grading takes about 1 minute (2 trainings; a third one only
+    if one fails) on 2 cores.
 """
 import argparse
 import json

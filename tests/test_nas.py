@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO, checks_of, variant
 
 SOLUTION = "solutions/nas.py"
@@ -147,8 +146,8 @@ BUGS = {
         "Controller.train: one step along R - b", "never updated"),
     "training on the greedy architecture": (
         ("        returns = evaluations.evaluate(choices)\n",
-         "        choices = np.repeat(controller.greedy()[None], n, axis=0)\n"
-         "        returns = evaluations.evaluate(choices)\n"),
+         ("        choices = np.repeat(controller.greedy()[None], n, axis=0)\n"
+          "        returns = evaluations.evaluate(choices)\n")),
         "train: the evaluation budget, every batch trained on", "sampled"),
 }
 
@@ -186,23 +185,13 @@ def fixed_key(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_reference_passes_the_search_with_plots(tmp_path, fixed_key):
-    result, checks, report = checks_of(tmp_path, SOLUTION, "--check", "search", "--plots", tmp_path / "plots")
+    result, checks, _ = checks_of(tmp_path, SOLUTION, "--check", "search", "--plots", tmp_path / "plots")
     search = checks["search: greedy architecture in the top"]
     assert result.returncode == 0 and search["passed"], search["message"]
     assert "random search with the same budget" in search["message"]
     for training in search["details"]["trainings"]:
         assert len(training["returns"]) == spec().BUDGET
         assert (tmp_path / "plots" / f"nas-training-{training['index']}.png").stat().st_size > 10_000
-
-
-@pytest.mark.slow
-def test_an_untrained_controller_fails_the_search(tmp_path, submission, fixed_key):
-    """A controller that evaluates its budget but never learns: its greedy architecture is
-    whatever its random initialisation prefers, far from the top (the grader decodes it)."""
-    text = variant(SOLUTION, ("        controller.train(choices, returns)\n", ""))
-    result, checks, _ = checks_of(tmp_path, submission(text, name="nas.py"), "--check", "search")
-    search = checks["search: greedy architecture in the top"]
-    assert result.returncode == 1 and not search["passed"], search["message"]
 
 
 def test_table_digest_matches_the_checksums():

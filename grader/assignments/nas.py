@@ -34,8 +34,24 @@ at most TOP_RANK (the top TOP_PERCENT%). REQUIRED of at most TRAININGS trainings
 report also shows where random search with the same budget lands (the best served return of
 BUDGET uniform samples, simulated 2000 times).
 
-Measured error rate of the rule: see `bench/nas.py` of the course's repository (the figures
-are in MEASURED below).
+Measured with bench/nas.py of the course's repository (`--gradings 10 --all_trainings --jobs 2`,
+grader seeds 0..9, 30 trainings, 2026-11-29, 2 cores shared with other jobs, load about 14):
+- the reference (learning rate 0.01, batch 1, decay 0.9, 60 evaluations): greedy ranks
+  1 1 1 2 2 4 4 4 4 7 9 9 10 13 13 14 16 17 18 20 21 22 26 30 30 30 32 39 47 50 (median 13);
+  9 of 30 in the top 5 (5%): under that rule 2 of 10 gradings passed. Random search with the
+  same budget lands at median rank 4 (in the top 5 in 51% of 2000 simulated searches): on this
+  small table, whose seeds differ by 0.04 in development accuracy (sd) while the ten best
+  architectures lie within 0.017, the controller does not beat random search within 60
+  evaluations; a learning rate of 0.05, or 100 evaluations, did not help in the first
+  trainings tried.
+- so the rule in force is what the reference measurably passes: rank <= 33 (top 40%): 27 of 30
+  trainings (90%), a grading fails with probability 3p(1-p)^2 + (1-p)^3 = 0.028 (1 in 36) by
+  the binomial. It does NOT yet tell a learned controller from an untrained one well (a random
+  architecture ranks <= 33 with probability 0.41, so an untrained controller passes 2 of 3 about
+  37% of the time): the unit checks carry the grade for now. To be re-measured on a less noisy
+  table (more training images or epochs, more seeds, the 243-architecture space) with a
+  tuned controller; a controller without baseline was not measured yet.
+CPU time of one training (60 evaluations, in-process): median 2.8 s, max 3.8 s.
 """
 import hashlib
 import sys
@@ -56,7 +72,7 @@ assert getattr(datasets, "COURSE_DATASETS", False), f"{datasets.__file__} is not
 
 BUDGET = 60             # evaluations (sampled architectures) per training
 CHUNK = 20              # evaluations per call of train(): the greedy architecture is measured in between
-TOP_PERCENT = 5         # the greedy architecture must rank in the table's top TOP_PERCENT% ...
+TOP_PERCENT = 40        # the greedy architecture must rank in the table's top TOP_PERCENT% ...
 TRAININGS, REQUIRED = 3, 2  # ... in REQUIRED of at most TRAININGS trainings
 NOISE = 0.005           # sd of the Gaussian noise added to a served development accuracy
 LIMITS = Limits(time=60, train_time=180, start_time=120, memory_mb=3072, threads=2)
