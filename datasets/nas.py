@@ -1,4 +1,4 @@
-"""The tabulated NAS benchmark, datasets/nas_table.json (made by tools/make_nas_table.py).
+"""The tabulated NAS benchmark, datasets/nas_table.json (made by the course repository's builder).
 
     from datasets.nas import load_table
     table = load_table()            # verified by its SHA-256 in datasets/checksums.json
@@ -54,7 +54,7 @@ def load_table(path=TABLE, checksums=HERE / "checksums.json"):
         data = path.read_bytes()
     except OSError as error:
         raise DatasetError(f"the NAS table {path} cannot be read ({error.strerror}); it ships with the course's "
-                           "repository (tools/make_nas_table.py rebuilds it)") from None
+                           "repository, whose builder rebuilds it") from None
     expected = json.loads(Path(checksums).read_text())["nas_table"]["sha256"]
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:

@@ -1,7 +1,7 @@
 """Neural architecture search with an RNN controller trained by REINFORCE with baseline.
 
 The search space and its returns come from the tabulated benchmark datasets/nas_table.json
-(every architecture of a small MnasNet-like space trained once per seed, tools/make_nas_table.py
+(every architecture of a small MnasNet-like space trained once per seed, by the table builder
 of the course's repository), verified by its SHA-256 before any child starts.
 
 The submission exposes `parse_args(argv)`, `policy_loss(log_probs, returns, baseline)`,
@@ -55,7 +55,7 @@ grader seeds 0..9, 30 trainings, 2026-11-29, 2 cores shared with other jobs, loa
   no_baseline`, same seeds): ranks median 31, max 77; 18 of 30 trainings within 33 (60%), so a
   grading would fail with probability 0.35 by the binomial: the baseline helps (median rank 13
   against 31).
-A full grading of the reference (`python -m grader solutions/nas.py --plots DIR`) took 56 s.
+A full grading of the reference solution (with --plots) took 56 s.
 CPU time of one training (60 evaluations, in-process): median 2.8 s, max 3.8 s.
 """
 import hashlib
