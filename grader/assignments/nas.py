@@ -586,10 +586,12 @@ def check_train_loop(ctx):
         return Outcome(False, f"train() with --evaluations {LOOP_BUDGET} evaluated {len(served.served)} architectures: "
                               "it must use the whole budget", value=len(served.served), threshold=threshold)
     architectures = np.concatenate([a for a, _ in served.batches])
-    if len({tuple(a) for a in architectures}) == 1:
-        return Outcome(False, f"train() evaluated the same architecture {LOOP_BUDGET} times: the architectures "
-                              "evaluated must be sampled from the controller (Controller.sample), not the greedy one",
-                       value=1, threshold=threshold)
+    distinct = len({tuple(a) for a in architectures})
+    if distinct <= LOOP_BUDGET // 3:  # a fresh controller is nearly uniform over the 81: samples rarely repeat
+        return Outcome(False, f"train() evaluated only {distinct} different architectures in {LOOP_BUDGET} "
+                              "evaluations with a fresh controller: the architectures evaluated must be sampled from "
+                              "the controller (Controller.sample), not its greedy one", value=distinct,
+                       threshold=threshold)
     if isinstance(decay, (int, float)):
         expected = None
         for _, returns in served.batches:
