@@ -44,10 +44,11 @@ How it is graded (written from the grader's spec, grader/assignments/nas.py):
     computes the greedy architecture itself, from the controller's exported weights, and
     ranks it by mean development accuracy among the table's 81 architectures: a training
     passes at a rank of at most 33 (the top 40%), and 2 of at most 3 trainings must pass.
-    The report shows where random search with the same budget lands. Limits: 180 s per
-    training run, 60 s for any other question, 3 GiB of memory, 2 compute thread(s), and a
-    file of at most 128 KiB. A grading takes about 1 minute (2 trainings; a third one only
-    if one fails) on 2 cores.
+    The report shows where random search with the same budget lands. Limits: 180 CPU seconds
+    per training run, 60 CPU seconds for any other question (and at most 3 times as many
+    seconds of wall-clock time), 3 GiB of memory, 2 compute thread(s), and a file of at most
+    128 KiB. A grading takes about 1 minute (2 trainings; a third one only if one fails) on
+    2 cores.
 """
 import argparse
 import json

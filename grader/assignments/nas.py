@@ -799,7 +799,7 @@ ASSIGNMENT = Assignment(
               description="log pi moves along R - b; the baseline is updated"),
         Check("train: the evaluation budget, every batch trained on", check_train_loop, functions=("train",),
               description="sampled architectures, evaluated and trained on"),
-        Check("search: greedy architecture in the top", check_search, points=6,
+        Check("search: greedy architecture in the top", check_search, points=6, training=True,
               description=f"rank of the greedy architecture <= the top {TOP_PERCENT}%, in {REQUIRED} of at most "
                           f"{TRAININGS} trainings"),
     ),
