@@ -110,7 +110,9 @@ def worker_grade(options) -> dict:
         pass
     train_s = time.perf_counter() - start
     episodes.flush()
-    returns = common.evaluate(agent.predict, transform,
+    from grader import measured  # the grader's measuring: the policy rebuilt from its config and weights
+    policy = measured.rebuild(agent.policy.to_json(), agent.policy.get_weights())
+    returns = common.evaluate(lambda states: measured.predict(policy, states), transform,
                               seed=int(Context.rng(ctx, "evaluation", index).integers(2**31)))
     return {"grader_seed": options.grader_seed, "index": index, "seed": seed, "episodes": episodes.started,
             "time": train_s, "mean_return": float(returns.mean()), "stop_reason": episodes.stop_reason,

@@ -34,6 +34,7 @@ import time
 import gymnasium as gym
 import numpy as np
 
+from .. import measured
 from ..sandbox import Service, SubmissionError, expect_array, expect_handle
 from ..spec import Check, Outcome
 from ._shared import figure, save
@@ -96,6 +97,7 @@ class TrainingEpisodes:
         self.rng, self.transform, self.budget, self.progress = rng, transform, budget, progress
         self.deadline = time.monotonic() + time_limit if time_limit else None
         self.env = None
+        self.done = np.zeros(0, bool)  # the current batch's finished episodes (none before the first reset)
         self.started = 0
         self.curve = []  # return of each finished training episode, in order of finishing
         self.stop_reason = None
@@ -135,7 +137,7 @@ class TrainingEpisodes:
 
     def flush(self):
         """Adds the finished episodes of the current batch to the learning curve, in batch order."""
-        if self.env is not None and len(self.done):
+        if len(self.done):
             self.curve.extend(self.returns[self.done].tolist())
             self.done = self.done[:0]
 
@@ -247,7 +249,7 @@ def train_once(ctx, index, threshold, budget):
     ctx.fresh_sandbox()
     args, agent = new_agent(ctx, seed)
     transform = secret_transform(ctx, index)
-    episodes = TrainingEpisodes(ctx.rng("training", index), transform, budget=budget,
+    episodes = TrainingEpisodes(ctx.secret_rng("training", index), transform, budget=budget,
                                 time_limit=ctx.limits.train_time,
                                 progress=lambda text: ctx.progress(f"training {index}: {text}"))
     started, service = time.monotonic(), episodes.service()
@@ -267,8 +269,16 @@ def train_once(ctx, index, threshold, budget):
                                 f"{failure.message}")
     train_s = time.monotonic() - started
     episodes.flush()
-    returns = evaluate(lambda states: ctx.sandbox.call(agent.method("predict"), states), transform,
-                       seed=int(ctx.rng("evaluation", index).integers(2**31)))
+    try:
+        returns = measured_evaluation(ctx, agent, transform, index)
+    except SubmissionError as failure:
+        if failure.kind in ("todo", "syntax", "import"):
+            raise
+        ctx.close()
+        return dict(result, passed=False, greedy_mean=None, training_episodes=episodes.started,
+                    learning_curve=episodes.curve, error=failure.kind,
+                    message=f"training {index} (seed {seed}): {episodes.started} episodes, then the trained policy "
+                            f"could not be measured: {failure.message}")
     mean = float(returns.mean())
     limit = f"{budget} episodes and {ctx.limits.train_time:.0f} s" if budget else f"{ctx.limits.train_time:.0f} s"
     message = (f"training {index} (seed {seed}): {episodes.started} episodes in {train_s:.0f} s "
@@ -282,11 +292,40 @@ def train_once(ctx, index, threshold, budget):
     return result
 
 
+PROBES = 64  # secret states on which the rebuilt policy must answer as the trained agent did
+
+
+def probe_states(rng, transform):
+    """States like CartPole's (wider than its start), seen through the training's relabelling."""
+    return transform.observations(rng.normal(0, [1.0, 1.0, 0.1, 1.0], size=(PROBES, OBSERVATION_SIZE)))
+
+
+def measured_evaluation(ctx, agent, transform, index):
+    """The greedy returns of the trained policy, measured by the grader's own code: the policy
+    leaves the submission's process as its Keras config and weights (`Agent.policy`), is rebuilt
+    in a measurement sandbox that never imports the submission (grader/measured.py), must answer
+    secret probes as `Agent.predict` did, and then plays the evaluation episodes, each state on
+    its own row."""
+    secret = ctx.secret_rng("evaluation", index)
+    policy = ctx.sandbox.getattr(agent, "policy", timeout=ctx.limits.time)
+    config, weights = measured.take(ctx.sandbox, policy, "Agent.policy")
+    probes = probe_states(secret, transform)
+    expected = expect_probabilities(ctx.sandbox.call(agent.method("predict"), probes), PROBES)
+    ctx.close()  # the submission's process is done: nothing it keeps can take part in the evaluation
+    with measured.Measurement(ctx, "the policy (Agent.policy)") as measure:
+        handle = measure.rebuild(config, weights)
+        measure.matches(handle, probes, [expected], "the action probabilities")
+        return evaluate(lambda states: measure.predict(handle, states), transform,
+                        seed=int(secret.integers(2**31)))
+
+
 def diagnosis(ctx, results, threshold):
     """What the grader saw in the failed trainings, and where to look."""
     units = failed_units(ctx)
     if units:
         return f"look first at the unit checks that failed: {', '.join(units)}"
+    if all(r.get("error") for r in results if not r["passed"]):
+        return "each failed training says why above (fix that first)"
     checked = ("every unit check passed" if ctx.shared.get("units") else
                "(the unit checks were not run in this grading)")
     peaks = [max(np.convolve(r["learning_curve"], np.ones(20) / 20, "valid"), default=0.0)
@@ -601,7 +640,7 @@ class OneBatchEpisodes(TrainingEpisodes):
 def played_steps(episodes, gamma):
     """{state bytes: (action, return, reward)} of every step the episodes played while running."""
     steps = {}
-    for batch in episodes.batches:
+    for batch in (b for b in episodes.batches if b["states"]):
         states, actions = np.array(batch["states"]), np.array(batch["actions"])
         rewards, running = np.array(batch["rewards"]), np.array(batch["running"])
         for i in range(states.shape[1]):
@@ -614,7 +653,7 @@ def played_steps(episodes, gamma):
 
 def terminal_states(episodes):
     found = set()
-    for batch in episodes.batches:
+    for batch in (b for b in episodes.batches if b["states"]):
         states, running = np.array(batch["states"]), np.array(batch["running"])
         for i in range(states.shape[1]):
             found.update(states[t, i].tobytes() for t in range(len(states)) if not running[t, i])
@@ -645,9 +684,13 @@ def check_train_loop(ctx):
     if not agent.trained:
         return Outcome(False, f"train() played {episodes.started} episodes and returned without calling "
                               "agent.train", threshold="one training step")
+    if not episodes.steps_played():
+        return Outcome(False, "train() called agent.train without playing a step (episodes.reset(n) and "
+                              "episodes.step(actions)): it must train on the steps it plays",
+                       threshold="one training step")
     # the actions played: sampled from the probabilities?
     played = [(np.array(b["states"])[np.array(b["running"])], np.array(b["actions"])[np.array(b["running"])])
-              for b in episodes.batches]
+              for b in episodes.batches if b["states"]]
     states = np.concatenate([s for s, _ in played])
     actions = np.concatenate([a for _, a in played])
     greedy = np.argmax(agent.probs(states), axis=1)
@@ -723,8 +766,13 @@ def check_evaluate(ctx):
         raise
     got = expect_array(got, "evaluate", shape=(n,))
     episodes.flush()
-    states = np.concatenate([np.array(b["states"])[np.array(b["running"])] for b in episodes.batches])
-    actions = np.concatenate([np.array(b["actions"])[np.array(b["running"])] for b in episodes.batches])
+    if not any(np.any(b["running"]) for b in episodes.batches):
+        return Outcome(False, f"evaluate(agent, episodes, {n}) returned {n} numbers without playing a step: it "
+                              "must play the episodes (episodes.reset(n), then episodes.step(actions) until every "
+                              "episode is done) and return their total rewards", threshold=f"{n} episodes played")
+    batches = [b for b in episodes.batches if b["states"]]
+    states = np.concatenate([np.array(b["states"])[np.array(b["running"])] for b in batches])
+    actions = np.concatenate([np.array(b["actions"])[np.array(b["running"])] for b in batches])
     share = float(np.mean(actions == np.argmax(agent.probs(states), axis=1)))
     if share < 1:
         return Outcome(False, f"evaluate played {100 * share:.1f}% of its {len(actions)} steps with the most probable "

@@ -45,6 +45,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from .. import measured
 from ..sandbox import SubmissionError, expect_array, expect_handle
 from ..spec import Assignment, Check, Limits, Outcome
 from ._shared import figure, likely_bug, save
@@ -59,7 +60,6 @@ CONFIGS = {2: (144.3, 150.0), 100: (103.0, 107.0)}
 IW_SAMPLES = 10            # K of the importance-weighted estimate of log p(x)
 EVAL_BATCH = 2000          # images (or codes) per question
 PROBES = 64                # training images whose answers the rebuilt model must reproduce
-PROBE_TOLERANCE = 1e-3     # relative to the answers' scale
 MAX_WEIGHTS_MB = 128       # the trained model's weights, all arrays together
 STEP_IMAGES = 2000         # the train-step check: one epoch on this many training images
 PIXELS = 28 * 28
@@ -118,11 +118,15 @@ def log_normal(z, mean, sd):
 
 # ------------------------------------------------------------------ talking to the submission
 def encode(sandbox, encoder, images, z_dim):
-    answer = sandbox.call("encode", encoder, images)
+    return expect_encoding(sandbox.call("encode", encoder, images), len(images), z_dim)
+
+
+def expect_encoding(answer, n, z_dim):
+    """(mean, sd) of Q(z|x) for n images, validated."""
     if not isinstance(answer, (list, tuple)) or len(answer) != 2:
         raise SubmissionError("invalid", f"the encoder ({ENCODER}) must give two outputs, [mean, sd]")
-    mean = expect_array(answer[0], f"the encoder's mean ({ENCODER})", shape=(len(images), z_dim))
-    sd = expect_array(answer[1], f"the encoder's sd ({ENCODER})", shape=(len(images), z_dim))
+    mean = expect_array(answer[0], f"the encoder's mean ({ENCODER})", shape=(n, z_dim))
+    sd = expect_array(answer[1], f"the encoder's sd ({ENCODER})", shape=(n, z_dim))
     if np.any(sd <= 0):
         raise SubmissionError("invalid", f"{ENCODER}: the encoder gave a non-positive sd ({np.count_nonzero(sd <= 0)} "
                                          f"of {sd.size} values, minimum {sd.min():.3g}); likely bug: the "
@@ -146,45 +150,6 @@ def parts(sandbox, vae):
     """The handles of the VAE's encoder and decoder."""
     return (expect_handle(sandbox.getattr(vae, "encoder"), "VAE.encoder"),
             expect_handle(sandbox.getattr(vae, "decoder"), "VAE.decoder"))
-
-
-def expect_weights(answer):
-    """The trained model's weights as the grader accepts them: a list of finite float arrays."""
-    if not isinstance(answer, (list, tuple)) or not answer or len(answer) > 100_000:
-        raise SubmissionError("invalid", f"vae.get_weights() returned {type(answer).__name__}, expected a "
-                                         "non-empty list of numpy arrays (keras.Model's get_weights)")
-    for i, array in enumerate(answer):
-        if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
-            what = f"an array of dtype {array.dtype}" if isinstance(array, np.ndarray) else type(array).__name__
-            raise SubmissionError("invalid", f"vae.get_weights()[{i}] is {what}, expected a float array")
-    total = sum(array.nbytes for array in answer)
-    if total > MAX_WEIGHTS_MB << 20:
-        raise SubmissionError("invalid", f"vae.get_weights() holds {total / 2**20:.0f} MiB, more than the "
-                                         f"{MAX_WEIGHTS_MB} MiB a model may have")
-    for i, array in enumerate(answer):
-        if not np.all(np.isfinite(array)):
-            raise SubmissionError("invalid", f"vae.get_weights()[{i}] has non-finite values (NaN or infinity): "
-                                             "the training diverged")
-    return list(answer)
-
-
-def rebuilt(sandbox, z_dim, seed, weights):
-    """VAE(args) in this (new) process with the trained weights; its encoder and decoder."""
-    _, vae = new_vae(sandbox, z_dim, seed)
-    sandbox.call(vae.method("set_weights"), weights, phase="vae.set_weights(the trained weights)")
-    return parts(sandbox, vae)
-
-
-def reproduces(name, got, expected):
-    """Fails the check unless the rebuilt model gave (nearly) what the trained one gave."""
-    error = max(float(np.max(np.abs(g - e))) / (1 + float(np.max(np.abs(e)))) for g, e in zip(got, expected))
-    if error > PROBE_TOLERANCE:
-        raise SubmissionError("invalid", f"the model rebuilt from vae.get_weights() in a new process does not "
-                                         f"reproduce the trained model: {name} for {PROBES} training images differ by "
-                                         f"up to {error:.3g} (relative; allowed {PROBE_TOLERANCE:g}). The grader "
-                                         "measures the rebuilt model, so everything the model uses must be in its "
-                                         "weights (is something kept outside them, or is the model random at test "
-                                         "time?)")
 
 
 # ------------------------------------------------------------------ unit checks
@@ -302,24 +267,29 @@ def check_train_step(ctx):
     images = mnist().train.images[:STEP_IMAGES]
     args, vae = new_vae(sandbox, 2, 1, extra=["--epochs", "1"])
     encoder, decoder = parts(sandbox, vae)
-    before = [expect_weights(sandbox.call(part.method("get_weights"))) for part in (encoder, decoder)]
+    before = [measured.expect_weights(sandbox.call(part.method("get_weights")), f"VAE.{name}.get_weights()")
+              for part, name in ((encoder, "encoder"), (decoder, "decoder"))]
     elbo_before = elbo_terms(sandbox, encoder, decoder, images, 2, ctx.rng("step"))[0].mean()
     sandbox.call("train", vae, images, args, phase="training", timeout=ctx.limits.train_time)
-    after = [expect_weights(sandbox.call(part.method("get_weights"))) for part in (encoder, decoder)]
+    after = [measured.expect_weights(sandbox.call(part.method("get_weights")), f"VAE.{name}.get_weights()")
+             for part, name in ((encoder, "encoder"), (decoder, "decoder"))]
     elbo_after = elbo_terms(sandbox, encoder, decoder, images, 2, ctx.rng("step"))[0].mean()
     value = float(elbo_after - elbo_before)
-    measured = (f"one epoch of train() on {STEP_IMAGES} training images took their -ELBO (measured by the grader) "
+    seen = (f"one epoch of train() on {STEP_IMAGES} training images took their -ELBO (measured by the grader) "
                 f"from {elbo_before:.1f} to {elbo_after:.1f} nats")
     for name, old, new in (("encoder", before[0], after[0]), ("decoder", before[1], after[1])):
         if len(old) == len(new) and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(old, new)):
-            return Outcome(False, f"{STEP}: the {name}'s weights did not change in training ({measured}): the "
+            return Outcome(False, f"{STEP}: the {name}'s weights did not change in training ({seen}): the "
                                   f"gradient step must update the trainable variables of the encoder and of the "
                                   f"decoder", value=value, threshold="< 0")
     if not elbo_after < 0.9 * elbo_before:
-        return Outcome(False, f"{STEP}: {measured}; it should drop: does train_step take a gradient DEScent step on "
-                              "the batch mean of reconstruction_loss + latent_loss?", value=value,
+        failed = ctx.shared.get("vae: failed units", [])
+        hint = (f"{', '.join(failed)} failed its own check: fix that first" if failed else
+                "does train_step take a gradient DEScent step on the batch mean of reconstruction_loss + "
+                "latent_loss, with z sampled from Q(z|x) (sample_z), not its mean?")
+        return Outcome(False, f"{STEP}: {seen}; it should drop: {hint}", value=value,
                        threshold=f"< {-0.1 * elbo_before:.0f}")
-    return Outcome(True, f"{STEP}: {measured}; both networks' weights changed", value=value,
+    return Outcome(True, f"{STEP}: {seen}; both networks' weights changed", value=value,
                    threshold=f"< {-0.1 * elbo_before:.0f}")
 
 
@@ -340,45 +310,61 @@ def check_training(z_dim):
         ctx.progress(f"z_dim {z_dim}: training in a new process on the {len(data.train.images):,} training images")
         sandbox.call("train", vae, data.train.images, args, phase="training", timeout=ctx.limits.train_time)
         phases["training"] = time.monotonic() - t
-        weights = expect_weights(sandbox.call(vae.method("get_weights"), phase="vae.get_weights()"))
-        probes = data.train.images[np.sort(secret.choice(len(data.train.images), PROBES, replace=False))]
         encoder, decoder = parts(sandbox, vae)
+        encoder_model = measured.take(sandbox, encoder, "VAE.encoder", MAX_WEIGHTS_MB)
+        decoder_model = measured.take(sandbox, decoder, "VAE.decoder", MAX_WEIGHTS_MB)
+        probes = data.train.images[np.sort(secret.choice(len(data.train.images), PROBES, replace=False))]
         probe_mean, probe_sd = encode(sandbox, encoder, probes, z_dim)
         probe_z = probe_mean + probe_sd * secret.standard_normal(probe_mean.shape)
         probe_logits = decode(sandbox, decoder, probe_z)
+        ctx.close()  # the submission's process is done: the grader's code measures the models it left
 
-        # 2. Encoding: a new process with the trained weights gets the test images (in a secret order).
+        # 2. Encoding: the grader's code rebuilds the encoder (a new process, never the submission)
+        # and encodes the test images, in a secret order.
         t = time.monotonic()
-        ctx.progress(f"z_dim {z_dim}: encoding the {len(data.test.images):,} test images in a new process "
-                     "with the trained weights")
-        sandbox = ctx.fresh_sandbox()
-        encoder, _ = rebuilt(sandbox, z_dim, seed, weights)
-        reproduces("the means and sds of Q(z|x)", encode(sandbox, encoder, probes, z_dim), (probe_mean, probe_sd))
-        images = data.test.images[secret.permutation(len(data.test.images))]
-        encoded = [encode(sandbox, encoder, images[i:i + EVAL_BATCH], z_dim) for i in range(0, len(images), EVAL_BATCH)]
+        ctx.progress(f"z_dim {z_dim}: encoding the {len(data.test.images):,} test images with the encoder "
+                     "rebuilt by the grader")
+        with measured.Measurement(ctx, f"the encoder ({ENCODER})") as measure:
+            handle = measure.rebuild(*encoder_model)
+            measure.matches(handle, probes, [probe_mean, probe_sd], "the means and sds of Q(z|x)")
+            images = data.test.images[secret.permutation(len(data.test.images))]
+            encoded = [expect_encoding(measure.predict(handle, images[i:i + EVAL_BATCH], outputs=2),
+                                       len(images[i:i + EVAL_BATCH]), z_dim)
+                       for i in range(0, len(images), EVAL_BATCH)]
         mean, sd = (np.concatenate(column) for column in zip(*encoded))
         phases["encoding"] = time.monotonic() - t
 
-        # 3. Decoding: a new process with the trained weights gets latent codes, never a test image.
+        # 3. Decoding: the grader's code rebuilds the decoder in another new process, which gets
+        # latent codes the grader samples (secret noise), never a test image.
         t = time.monotonic()
-        ctx.progress(f"z_dim {z_dim}: decoding {IW_SAMPLES} x {len(images):,} codes in a new process that never "
-                     "sees a test image")
-        sandbox = ctx.fresh_sandbox()
-        _, decoder = rebuilt(sandbox, z_dim, seed, weights)
-        reproduces("the logits", [decode(sandbox, decoder, probe_z)], [probe_logits])
-        rng = ctx.rng("elbo", z_dim)
-        log_weights, reconstruction = np.empty((IW_SAMPLES, len(images))), None
-        low, high = np.inf, -np.inf
-        for k in range(IW_SAMPLES):
-            z = mean + sd * rng.standard_normal(mean.shape)
-            nll = np.empty(len(images))
-            for i in range(0, len(images), EVAL_BATCH):
-                logits = decode(sandbox, decoder, z[i:i + EVAL_BATCH])
-                low, high = min(low, float(logits.min())), max(high, float(logits.max()))
-                nll[i:i + EVAL_BATCH] = bernoulli_nll(images[i:i + EVAL_BATCH], logits)
-            if k == 0:
-                reconstruction = nll  # the ELBO's reconstruction term: one sample of z per image
-            log_weights[k] = -nll + log_normal(z, 0, 1) - log_normal(z, mean, sd)
+        ctx.progress(f"z_dim {z_dim}: decoding {IW_SAMPLES} x {len(images):,} codes with the decoder rebuilt by "
+                     "the grader, in a process that never sees a test image")
+        with measured.Measurement(ctx, f"the decoder ({DECODER})") as measure:
+            handle = measure.rebuild(*decoder_model)
+            measure.matches(handle, probe_z.astype(np.float32), [probe_logits], "the logits")
+
+            def decoded(z):
+                return expect_array(measure.predict(handle, z.astype(np.float32)), f"the decoder ({DECODER})",
+                                    shape=(len(z), 28, 28, 1))
+            log_weights, reconstruction = np.empty((IW_SAMPLES, len(images))), None
+            low, high = np.inf, -np.inf
+            for k in range(IW_SAMPLES):
+                z = mean + sd * secret.standard_normal(mean.shape)
+                nll = np.empty(len(images))
+                for i in range(0, len(images), EVAL_BATCH):
+                    logits = decoded(z[i:i + EVAL_BATCH])
+                    low, high = min(low, float(logits.min())), max(high, float(logits.max()))
+                    nll[i:i + EVAL_BATCH] = bernoulli_nll(images[i:i + EVAL_BATCH], logits)
+                if k == 0:
+                    reconstruction = nll  # the ELBO's reconstruction term: one sample of z per image
+                log_weights[k] = -nll + log_normal(z, 0, 1) - log_normal(z, mean, sd)
+            plot = None
+            if ctx.plots_dir:
+                try:
+                    pick = np.sort(ctx.rng("plots", z_dim).choice(len(images), 16, replace=False))
+                    plot = plot_model(ctx, decoded, z_dim, images[pick], mean[pick])
+                except SubmissionError as failure:  # a picture is feedback, never a reason to fail
+                    plot = failure
         top = log_weights.max(axis=0)
         log_px = top + np.log(np.mean(np.exp(log_weights - top), axis=0))
         kl = analytic_kl(mean, sd)
@@ -394,16 +380,14 @@ def check_training(z_dim):
                 ctx, z_dim, reconstruction.mean(), kl.mean(), low, high)
         details = {"reconstruction": float(reconstruction.mean()), "kl": float(kl.mean()),
                    "iw_nll": float(-log_px.mean()), "iw_samples": IW_SAMPLES, "logits_range": [low, high],
-                   "weights_mb": round(sum(w.nbytes for w in weights) / 2**20, 2),
+                   "weights_mb": round(sum(w.nbytes for w in encoder_model[1] + decoder_model[1]) / 2**20, 2),
                    "training_s": round(phases["training"], 2),
                    "evaluation_s": round(phases["encoding"] + phases["decoding"], 2),
                    "phases_s": {k: round(v, 2) for k, v in phases.items()}}
-        if ctx.plots_dir:
-            try:
-                pick = np.sort(ctx.rng("plots", z_dim).choice(len(images), 16, replace=False))
-                details["plot"] = plot_model(ctx, sandbox, decoder, z_dim, images[pick], mean[pick])
-            except SubmissionError as failure:  # a picture is feedback, never a reason to fail
-                details["plot_error"] = failure.message
+        if isinstance(plot, SubmissionError):
+            details["plot_error"] = plot.message
+        elif plot is not None:
+            details["plot"] = plot
         return Outcome(passed, message, value=nelbo, threshold=f"<= {threshold}", details=details)
     return run
 
@@ -451,17 +435,17 @@ def probabilities(logits):
     return 1 / (1 + np.exp(-np.clip(logits, -30, 30)))
 
 
-def plot_model(ctx, sandbox, decoder, z_dim, originals, means):
-    """Asks the decoding process for prior samples, reconstructions (from the means of Q(z|x)
+def plot_model(ctx, decode, z_dim, originals, means):
+    """Asks the rebuilt decoder (`decode(z)` -> logits) for prior samples, reconstructions (from the means of Q(z|x)
     of `originals`) and (2-D) the latent grid."""
     rng = ctx.rng("plots", z_dim, "prior")
-    samples = probabilities(decode(sandbox, decoder, rng.standard_normal((64, z_dim))))
-    reconstructions = probabilities(decode(sandbox, decoder, means))
+    samples = probabilities(decode(rng.standard_normal((64, z_dim))))
+    reconstructions = probabilities(decode(means))
     grid = None
     if z_dim == 2:
         quantiles = np.array([NormalDist().inv_cdf(q) for q in np.linspace(0.05, 0.95, GRID)])
         codes = np.stack(np.meshgrid(quantiles, quantiles[::-1]), axis=-1).reshape(-1, 2)  # z2 grows upwards
-        grid = probabilities(decode(sandbox, decoder, codes))
+        grid = probabilities(decode(codes))
     return plot_vae(ctx.plots_dir / f"{ctx.assignment.name}-z{z_dim}.png", samples, originals / 255, reconstructions,
                     grid, title=f"VAE, z_dim {z_dim}")
 
