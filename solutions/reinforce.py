@@ -132,7 +132,14 @@ def policy_loss(probs: tf.Tensor, actions: tf.Tensor, returns: tf.Tensor) -> tf.
 
 
 class Agent:
-    """The policy network pi(a | s) and its training."""
+    """The policy network pi(a | s) and its training.
+
+    The grader measures the policy `self.policy` itself: after training it takes its
+    architecture and weights (`self.policy.to_json()`, `self.policy.get_weights()`) and
+    rebuilds it with its own code, so it must be a keras.Model of built-in Keras layers and
+    activations (no Lambda layer, no custom layer or model class), whose answer for a state
+    depends only on that state; `predict` must give its probabilities.
+    """
 
     def __init__(self, observation_size: int, num_actions: int, args: argparse.Namespace) -> None:
         keras.utils.set_random_seed(args.seed)

@@ -103,7 +103,9 @@ def latent_loss(mean, sd):
 
 def build_encoder(args):
     """The encoder: a keras.Model from uint8 images [B, 28, 28, 1] to the parameters
-    [mean, sd] of Q(z|x), each [B, args.z_dim]."""
+    [mean, sd] of Q(z|x), each [B, args.z_dim]. The grader measures it rebuilt from its
+    architecture and weights (`to_json()`, `get_weights()`) by its own code: build it from
+    built-in Keras layers and activations only (no Lambda layer, no custom layer or model)."""
     # TODO: a multilayer perceptron on the pixel intensities in [0, 1], with ReLU hidden layers
     # of the sizes in args.encoder_layers; from the last hidden layer, for each latent variable,
     # its mean (any real number) and its standard deviation (positive).
@@ -120,7 +122,9 @@ def build_encoder(args):
 
 def build_decoder(args):
     """The decoder: a keras.Model from latent codes z [B, args.z_dim] to the logits
-    [B, 28, 28, 1] of the pixels' Bernoulli distributions P(x|z)."""
+    [B, 28, 28, 1] of the pixels' Bernoulli distributions P(x|z). Like the encoder, it is
+    measured rebuilt from its architecture and weights: built-in Keras layers and activations
+    only (no Lambda layer, no custom layer or model)."""
     # TODO: a multilayer perceptron with ReLU hidden layers of the sizes in args.decoder_layers
     # and one output per pixel: its logit, the log-odds log(p / (1 - p)), any real number (the
     # losses turn logits into probabilities themselves).
@@ -186,8 +190,8 @@ def train(vae, images, args):
 # Grader interface: what the grader calls. You need not read or change anything below.
 # ======================================================================================
 # Besides these, the grader calls parse_args(argv), VAE(args), train(vae, images, args), the
-# functions above on their own, and keras.Model's vae.get_weights() and vae.set_weights(weights):
-# it measures the trained model rebuilt from its weights in new processes.
+# functions above on their own, and keras.Model's to_json() and get_weights() of vae.encoder and
+# vae.decoder: it measures the trained encoder and decoder rebuilt from them by its own code.
 def encode(encoder, images):
     """Mean and sd of Q(z|x) for uint8 images [B, 28, 28, 1], as float32 numpy arrays [B, z_dim]."""
     mean, sd = encoder(np.asarray(images, np.uint8), training=False)

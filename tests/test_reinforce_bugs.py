@@ -113,3 +113,30 @@ def test_training_on_the_steps_after_the_episodes_ended(tmp_path, submission):
                          ("compute_returns(all_rewards[i, :length], args.gamma)",
                           "compute_returns(all_rewards[i], args.gamma)"))
     only_failure(failed, "train: the steps played are the steps trained on", "after an episode had ended")
+
+
+RETURNS_LOOP = ("        following = rewards[t] + gamma * following\n        returns[t] = following\n")
+
+
+@pytest.mark.parametrize("edit, hint", [
+    ((RETURNS_LOOP, "        returns[t] = following\n        following = rewards[t] + gamma * following\n"),
+     "shifted by one step: G_t must include r_t itself"),
+    (("    for t in reversed(range(len(rewards))):\n", "    for t in reversed(range(len(rewards) - 1)):\n"),
+     "the episode's last reward is left out"),
+], ids=["G_t-off-by-one", "total-short-by-one-reward"])
+def test_returns_off_by_one_are_named(tmp_path, submission, edit, hint):
+    path = submission(variant("solutions/reinforce.py", edit), name="reinforce.py")
+    _, checks, _ = checks_of(tmp_path, path, "--check", "returns: discounted")
+    check = checks["returns: discounted"]
+    assert not check["passed"] and hint in check["message"], check["message"]
+
+
+def test_sampling_that_ignores_its_generator(tmp_path, submission):
+    """Right frequencies, same actions for the same seed, but also for another seed: a generator
+    of its own with a fixed seed draws the same numbers at every call."""
+    path = submission(variant("solutions/reinforce.py", ("    uniform = rng.random(len(probs))",
+                                                         "    uniform = np.random.default_rng(0).random(len(probs))")),
+                      name="reinforce.py")
+    _, checks, _ = checks_of(tmp_path, path, "--check", "sample_actions")
+    check = checks["sample_actions: frequencies"]
+    assert not check["passed"] and "ignores the generator `rng` it is given" in check["message"], check["message"]

@@ -393,6 +393,12 @@ def likely_returns_bug(got, rewards, gamma):
         "every step gets the return of the whole episode, not the reward-to-go": np.full(len(rewards), expected[0]),
         "gamma is ignored": lambda: returns_of(rewards, 1.0),
         "the rewards themselves, not the returns that follow them": rewards,
+        "the returns are shifted by one step: G_t must include r_t itself (G_t = r_t + gamma G_t+1), here it "
+        "starts at r_t+1": np.append(expected[1:], 0.0),
+        "the returns are shifted by one step: G_t is the return from the step before (G_t-1)":
+            np.insert(expected[:-1], 0, expected[0] if len(expected) else 0.0),
+        "the episode's last reward is left out (the loop stops one step early)":
+            lambda: np.append(returns_of(rewards[:-1], gamma), 0.0),
         "the returns are in reverse order": expected[::-1],
         "cumulated from the start of the episode, not reversed (G_t = r_t + gamma G_t+1)":
             lambda: np.array([sum(gamma ** (t - k) * rewards[k] for k in range(t + 1)) for t in range(len(rewards))]),
@@ -497,6 +503,11 @@ def check_sample_actions(ctx):
         return Outcome(False, "sample_actions gave other actions for a generator with the same seed: take every "
                               "random number from the generator `rng` it is given (reproducible runs)",
                        value=worst, threshold="same seed, same actions")
+    if np.array_equal(sample(seed + 1), actions):
+        return Outcome(False, f"sample_actions gave the same {len(probs)} actions for generators of two different "
+                              "seeds: it ignores the generator `rng` it is given (e.g. a generator of its own made "
+                              "with a fixed seed), so it draws the same numbers at every call",
+                       value=worst, threshold="other seed, other actions")
     return Outcome(True, f"sample_actions on {len(probs)} rows follows the probabilities (largest deviation "
                          f"{worst:.1f} standard errors) and is reproducible", value=worst,
                    threshold="<= 5 standard errors")

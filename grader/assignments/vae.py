@@ -11,16 +11,16 @@ that need it, which say so). Then each configuration (a latent dimension) is tra
 measured in three processes, so that the model that is measured has never seen a test image:
 
 1. training: a new process gets only the training images and trains; the grader takes the
-   trained model out as arrays (`vae.get_weights()`: finite float arrays, at most
-   MAX_WEIGHTS_MB in all) and asks it to encode PROBES training images the grader picked
-   (secretly) and to decode codes sampled from them;
-2. encoding: a new process rebuilds the model from those weights (`VAE(args)`,
-   `set_weights`), must reproduce the trained model's answers on the probes (so nothing the
-   model uses is kept outside its weights), then encodes the 10,000 test images, sent in a
-   secret order;
-3. decoding: a new process rebuilds the model again, reproduces the probes' logits, and
-   decodes the latent codes the grader sampled from Q(z|x) (IW_SAMPLES per image); it never
-   receives a test image.
+   trained encoder and decoder out as Keras configs and weights (grader/measured.py: built-in
+   layers only, finite float arrays, at most MAX_WEIGHTS_MB each) and asks the submission's
+   `encode`/`decode` about PROBES training images it picked (secretly) and codes sampled from them;
+2. encoding: a measurement sandbox (the grader's code, never the submission) rebuilds the
+   encoder, must reproduce the trained model's answers on the probes, then encodes the 10,000
+   test images, sent in a secret order, each image on its own;
+3. decoding: another measurement sandbox rebuilds the decoder, reproduces the probes' logits,
+   and decodes the latent codes the grader sampled from Q(z|x) (IW_SAMPLES per image) with noise
+   from its key (`ctx.secret_rng`): it never receives a test image, and no code of the
+   submission runs there.
 
 From the answers the grader computes the reconstruction term (the first sample of z per image),
 the analytic KL term and an importance-weighted estimate of log p(x).
@@ -77,11 +77,12 @@ SUMMARY = (
     f"change both the encoder's and the decoder's weights). Then {len(CONFIGS)} trainings, 3 points each: "
     + " and ".join(f"z_dim {z}" for z in CONFIGS)
     + f", each a VAE(args) of your parse_args defaults (the grader passes --z_dim and --seed) trained by "
-    f"train() in a new process that gets only the {TRAIN_IMAGES:,} training images. The trained model is "
-    f"taken out with vae.get_weights() (finite float arrays, at most {MAX_WEIGHTS_MB} MiB) and rebuilt "
-    f"with VAE(args) and set_weights() in two new processes, which must reproduce the trained model's "
-    f"answers on {PROBES} training images: one encodes the 10,000 test images, the other decodes "
-    f"latent codes the grader samples from Q(z|x) and never sees a test image. The grader computes the "
+    f"train() in a new process that gets only the {TRAIN_IMAGES:,} training images. The trained encoder and "
+    f"decoder leave that process as their Keras configs and weights (to_json(), get_weights(): built-in "
+    f"layers only, finite floats, at most {MAX_WEIGHTS_MB} MiB) and are rebuilt by the grader's own code, "
+    f"which must reproduce your encode/decode answers on {PROBES} secret training images: the rebuilt "
+    f"encoder encodes the 10,000 test images, the rebuilt decoder, in another process, decodes latent codes "
+    f"the grader samples from Q(z|x) with its own secret noise and never sees a test image. The grader computes the "
     f"test -ELBO, reconstruction (one z per image) + analytic KL, in nats per image (and, for "
     f"information, an importance-weighted -log p(x) with {IW_SAMPLES} samples), which must be at most "
     + " and ".join(f"{threshold:g} for z_dim {z}" for z, (_, threshold) in CONFIGS.items())
@@ -200,6 +201,11 @@ def check_reparametrized(ctx):
         return Outcome(False, f"sample_z: (z - mean) / sd should be standard normal, it has mean {epsilon.mean():.3f} "
                               f"and sd {epsilon.std():.3f}: is z drawn from Normal(mean, sd)?",
                        value=float(epsilon.std()), threshold="N(0, 1)")
+    again = expect_array(ctx.sandbox.call("sample_z", mean, sd), "sample_z", shape=mean.shape)
+    if np.array_equal(again, z):
+        return Outcome(False, "sample_z gave the same z at two calls with the same mean and sd: epsilon must be "
+                              "new random numbers at every call (a fixed seed, or noise drawn once and kept?)",
+                       value=0.0, threshold="new epsilon at every call")
     d_mean = expect_array(d_mean, "d sample_z / d mean", shape=mean.shape)
     d_sd = expect_array(d_sd, "d sample_z / d sd", shape=sd.shape)
     error = float(max(np.max(np.abs(d_mean - 1)), np.max(np.abs(d_sd - epsilon))))
@@ -228,6 +234,12 @@ def check_latent_loss(ctx):
         "the KL is averaged over the latent dimensions instead of summed": expected / mean.shape[1],
         "the sd is used as a variance": lambda: analytic_kl(mean, np.sqrt(sd)),
         "the sd is used as a log-variance": lambda: analytic_kl(mean, np.exp(sd / 2)),
+        "-log sd where the formula has -log sd^2 (KL = 1/2 (mean^2 + sd^2 - 1 - log sd^2))":
+            lambda: expected + np.sum(np.log(sd), axis=1) / 2,
+        "-log sd^2 without the 1/2 (KL = 1/2 (mean^2 + sd^2 - 1 - log sd^2))":
+            lambda: expected - np.sum(np.log(sd), axis=1),
+        "the 1/2 is missing (KL = 1/2 (mean^2 + sd^2 - 1 - log sd^2))": 2 * expected,
+        "the sign is reversed (a KL divergence is never negative)": -expected,
     }, atol=1e-3, rtol=1e-3, default="the KL divergence of Normal(mean, sd) from Normal(0, 1), summed over z")
     return Outcome(False, f"latent_loss differs from the analytic KL by up to {error:.3g}; likely bug: {hint}",
                    value=error, threshold="<= 1e-3")
