@@ -140,3 +140,14 @@ def test_sampling_that_ignores_its_generator(tmp_path, submission):
     _, checks, _ = checks_of(tmp_path, path, "--check", "sample_actions")
     check = checks["sample_actions: frequencies"]
     assert not check["passed"] and "ignores the generator `rng` it is given" in check["message"], check["message"]
+
+
+@pytest.mark.parametrize("path", ["solutions/reinforce.py", BASELINE])
+def test_evaluate_that_never_plays_is_the_submissions_failure(tmp_path, submission, path):
+    """evaluate() returning n numbers without playing an episode (issue 15: an exit 3 before)."""
+    text = variant(path, ("    states = episodes.reset(n)\n    done = np.zeros(n, dtype=bool)\n    returns = "
+                          "np.zeros(n, dtype=np.float32)\n", "    return np.full(n, 500.0)\n"))
+    result, checks, report = checks_of(tmp_path, submission(text, name=path.split("/")[-1]), "--check", "evaluate")
+    check = checks["evaluate: greedy returns"]
+    assert result.returncode == 1 and report["status"] == "failed", result.stderr
+    assert not check["passed"] and "without playing a step" in check["message"], check["message"]

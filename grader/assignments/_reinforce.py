@@ -112,6 +112,8 @@ class TrainingEpisodes:
         raise Service.Stop(reason)
 
     def reset(self, n):
+        if isinstance(n, np.ndarray) and n.shape == () and n.dtype.kind in "iu":
+            n = int(n)  # a numpy integer
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.MAX_BATCH:
             raise SubmissionError("invalid", f"episodes.reset(n) needs an int n in 1..{self.MAX_BATCH}, got {n!r}")
         if self.budget is not None and self.started + n > self.budget:
