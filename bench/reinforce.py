@@ -187,7 +187,7 @@ def worker_naive(options) -> dict:
         clock.resume()
 
     args.episodes = options.max_episodes  # Train until the threshold (without early stopping).
-    args.target_return = float("inf")
+    args.target_return = args.check_return = float("inf")  # no early stop: the clock decides
     try:
         if options.mode == "vectorized":
             agent = module.Agent(4, 2, args)

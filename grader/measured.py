@@ -30,6 +30,7 @@ MODEL_CLASSES = ("Functional", "Sequential")
 TOLERANCE = 1e-3               # the rebuilt model's answers vs the trained model's, relative to their scale
 
 if __package__:  # the grader's side (in the measurement sandbox this file is a plain module)
+    import re
     from pathlib import Path
 
     from .sandbox import Sandbox, SubmissionError, expect_array, expect_handle
@@ -92,6 +93,7 @@ if __package__:  # the grader's side (in the measurement sandbox this file is a 
                 if failure.kind != "exception":
                     raise
                 reason = failure.message.removeprefix("raised ").split(" during rebuilding")[0]
+                reason = re.sub(r" \(line \d+, in \w+\)$", "", reason.removeprefix("ValueError: "))
                 raise SubmissionError("invalid", f"{self.name} cannot be rebuilt from its Keras config and "
                                                  f"weights by the grader: {reason}. The measured model must be a "
                                                  "keras.Model of built-in layers and activations (no Lambda, no "
