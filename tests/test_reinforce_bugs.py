@@ -151,3 +151,15 @@ def test_evaluate_that_never_plays_is_the_submissions_failure(tmp_path, submissi
     check = checks["evaluate: greedy returns"]
     assert result.returncode == 1 and report["status"] == "failed", result.stderr
     assert not check["passed"] and "without playing a step" in check["message"], check["message"]
+
+
+def test_a_batch_carried_over_to_the_next_one(tmp_path, submission):
+    """The lists of a batch made once, before the loop over batches: the second agent.train call
+    gets the first batch's steps again (the check follows two batches)."""
+    text = variant("solutions/reinforce.py",
+                   ("        batch_states, batch_actions, batch_returns = [], [], []\n", ""),
+                   ("    while trained < args.episodes:\n",
+                    "    batch_states, batch_actions, batch_returns = [], [], []\n    while trained < args.episodes:\n"))
+    _, checks, _ = checks_of(tmp_path, submission(text, name="reinforce.py"), "--check", "train:")
+    check = checks["train: the steps played are the steps trained on"]
+    assert not check["passed"] and "steps of the first batch again" in check["message"], check["message"]

@@ -631,11 +631,12 @@ class StandInAgent:
 
 class OneBatchEpisodes(TrainingEpisodes):
     """Recorded episodes in CartPole's own coordinates, handed out until the agent has been
-    trained on at least MIN_STEPS steps played (at most `limit` episodes)."""
+    trained twice (two batches: what a training loop carries over from one batch to the next is
+    seen too) on at least MIN_STEPS steps played (at most `limit` episodes)."""
 
     MIN_STEPS = 100
 
-    def __init__(self, rng, agent, limit=64):
+    def __init__(self, rng, agent, limit=160):
         super().__init__(rng, Identity(), record=True)
         self.agent, self.limit = agent, limit
 
@@ -643,7 +644,7 @@ class OneBatchEpisodes(TrainingEpisodes):
         return int(sum(np.sum(b["running"]) for b in self.batches))
 
     def reset(self, n):
-        if self.agent.trained and self.steps_played() >= self.MIN_STEPS:
+        if len(self.agent.trained) >= 2 and self.steps_played() >= self.MIN_STEPS:
             self.stop("the check of train() has seen enough")
         if isinstance(n, int) and self.started + n > self.limit:
             self.stop(f"train() played {self.limit} episodes without calling agent.train")
@@ -735,8 +736,13 @@ def check_train_loop(ctx):
         return Outcome(False, f"{where}: {len(unknown)} of them are not steps played; {hint}",
                        value=len(unknown), threshold="the steps played")
     if len(set(keys)) != len(keys) or len(keys) != len(steps):
-        return Outcome(False, f"{where}: agent.train must get every step played exactly once "
-                              f"({len(set(keys))} distinct steps given)", value=len(keys), threshold=str(len(steps)))
+        first = {s.tobytes() for s in agent.trained[0][0].astype(np.float32)}
+        again = len(agent.trained) > 1 and any(s.tobytes() in first for s in agent.trained[1][0].astype(np.float32))
+        hint = ("; likely bug: the second call of agent.train got steps of the first batch again (the lists of a "
+                "batch are not emptied between batches)" if again else "")
+        return Outcome(False, f"{where} in {len(agent.trained)} calls: agent.train must get every step played exactly "
+                              f"once ({len(set(keys))} distinct steps given){hint}", value=len(keys),
+                       threshold=str(len(steps)))
     expected_actions = np.array([steps[k][0] for k in keys])
     if not np.array_equal(trained_actions, expected_actions):
         wrong = float(np.mean(trained_actions != expected_actions))
