@@ -19,6 +19,13 @@ theta + 0.5 theta_dot > 0) meets it in scrambled coordinates, and cannot carry w
 revealed into the next (any change of the file draws another relabelling). The relabelling is
 symmetric for a network initialized at random, so it does not change how hard it is to learn.
 
+Measured by the grader's own code: after a training the policy leaves the child as its Keras
+config and weights (`Agent.policy.to_json()`, `get_weights()`), is rebuilt in a measurement
+sandbox that never imports the submission (grader/measured.py: built-in layers only), must answer
+PROBES secret states as `Agent.predict` did, and plays the greedy evaluation with each state on
+its own row. A controller in `predict` (even one that identifies the relabelling online from the
+states it is shown) is never asked; the episodes' seeds come from the grader's key.
+
 Every function the student writes has a unit check that names it: the returns, the loss's
 gradient, `sample_actions` (the distribution of many samples), the policy's probabilities,
 `Agent.train` (one step on a batch the grader builds: do the log-probabilities move in the
