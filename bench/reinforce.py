@@ -11,7 +11,8 @@ the grader's own `TrainingEpisodes` (grader/assignments/_reinforce.py: budget, t
 episodes seeded from the grader's seed, every episode counted, greedy checks included), seen
 through a random relabelling of CartPole drawn per training (like the grader's secret one:
 features permuted and sign-flipped, actions swapped or not), then the grader's greedy
-evaluation on 100 episodes under the same relabelling. Grading g (grader seed `first_seed + g`)
+evaluation on 100 episodes under the same relabelling, measured as the grader measures: the
+policy rebuilt from its Keras config and weights by grader/measured.py, each state on its own row. Grading g (grader seed `first_seed + g`)
 trains with the seeds the grader would use for its trainings 1..n. The solution's `parse_args`
 gets the grader's options after `--args`. The rule (threshold, budget, k of n trainings) and
 the limits are read from the assignment's spec. Like the grader, a grading stops training once
