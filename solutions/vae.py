@@ -24,17 +24,19 @@ How it is graded (written from the grader's spec, grader/assignments/vae.py):
     lower the -ELBO the grader measures on them and change both the encoder's and the
     decoder's weights). Then 2 trainings, 3 points each: z_dim 2 and z_dim 100, each a
     VAE(args) of your parse_args defaults (the grader passes --z_dim and --seed) trained by
-    train() in a new process that gets only the 55,000 training images. The trained model is
-    taken out with vae.get_weights() (finite float arrays, at most 128 MiB) and rebuilt with
-    VAE(args) and set_weights() in two new processes, which must reproduce the trained
-    model's answers on 64 training images: one encodes the 10,000 test images, the other
-    decodes latent codes the grader samples from Q(z|x) and never sees a test image. The
-    grader computes the test -ELBO, reconstruction (one z per image) + analytic KL, in nats
-    per image (and, for information, an importance-weighted -log p(x) with 10 samples),
-    which must be at most 150 for z_dim 2 and 107 for z_dim 100 (the reference solution:
-    144.3 and 103; seeds move it by about 1 nat). Limits: 600 s per training run, 120 s for
-    any other question, 6 GiB of memory, 2 compute thread(s), and a file of at most 128 KiB.
-    A grading takes about 4 minutes on 2 cores.
+    train() in a new process that gets only the 55,000 training images. The trained encoder
+    and decoder leave that process as their Keras configs and weights (to_json(),
+    get_weights(): built-in layers only, finite floats, at most 128 MiB) and are rebuilt by
+    the grader's own code, which must reproduce your encode/decode answers on 64 secret
+    training images: the rebuilt encoder encodes the 10,000 test images, the rebuilt
+    decoder, in another process, decodes latent codes the grader samples from Q(z|x) with
+    its own secret noise and never sees a test image. The grader computes the test -ELBO,
+    reconstruction (one z per image) + analytic KL, in nats per image (and, for information,
+    an importance-weighted -log p(x) with 10 samples), which must be at most 150 for z_dim 2
+    and 107 for z_dim 100 (the reference solution: 144.3 and 103; seeds move it by about 1
+    nat). Limits: 600 s per training run, 120 s for any other question, 6 GiB of memory, 2
+    compute thread(s), and a file of at most 128 KiB. A grading takes about 4 minutes on 2
+    cores.
 """
 import argparse
 import os
