@@ -21,12 +21,15 @@ How it is graded (written from the grader's spec, grader/assignments/reinforce.p
     features permuted and sign-flipped, the actions possibly swapped; the same for the
     evaluation), so only a policy learned from those episodes can pass. After 300 s no more
     episodes are handed out. The greedy policy (the most probable action) is then evaluated
-    on 100 episodes: a training passes at a mean return of at least 475, and 2 of at most 3
-    trainings must pass (the grader stops as soon as the outcome is known). Limits: 300 CPU
-    seconds per training run, 60 CPU seconds for any other question (and at most 3 times as
-    many seconds of wall-clock time), 4 GiB of memory, 2 compute thread(s), and a file of at
-    most 128 KiB. A grading takes about 1.5 minutes (2 trainings; a third one only if one
-    fails) on 2 cores.
+    on 100 episodes by the grader's own code: your Agent.policy leaves your process as its
+    Keras config and weights (to_json(), get_weights(); built-in layers only), is rebuilt by
+    the grader, must give the probabilities Agent.predict gave on 64 secret states, and
+    plays each state on its own. A training passes at a mean return of at least 475, and 2
+    of at most 3 trainings must pass (the grader stops as soon as the outcome is known).
+    Limits: 300 CPU seconds per training run, 60 CPU seconds for any other question (and at
+    most 3 times as many seconds of wall-clock time), 4 GiB of memory, 2 compute thread(s),
+    and a file of at most 128 KiB. A grading takes about 1.5 minutes (2 trainings; a third
+    one only if one fails) on 2 cores.
 """
 import argparse
 import collections
@@ -47,9 +50,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hidden_layer_size", default=64, type=int, help="Size of the hidden layer.")
     parser.add_argument("--learning_rate", default=0.01, type=float, help="Adam learning rate.")
     parser.add_argument("--gamma", default=1.0, type=float, help="Discount factor.")
+    parser.add_argument("--check_return", default=250.0, type=float,
+                        help="Check the greedy policy once the mean return of the last episodes reaches this.")
+    parser.add_argument("--check_episodes", default=10, type=int, help="Episodes of a greedy check (they count).")
     parser.add_argument("--target_return", default=500.0, type=float,
-                        help="Stop training once the mean return of the last episodes reaches this.")
-    parser.add_argument("--target_episodes", default=32, type=int, help="Episodes averaged for stopping.")
+                        help="Stop training once a greedy check's mean return reaches this.")
+    parser.add_argument("--target_episodes", default=32, type=int,
+                        help="Episodes averaged before a greedy check.")
     parser.add_argument("--seed", default=42, type=int, help="Random seed.")
     return parser.parse_args(argv)
 
@@ -119,7 +126,14 @@ def policy_loss(probs: tf.Tensor, actions: tf.Tensor, returns: tf.Tensor) -> tf.
 
 
 class Agent:
-    """The policy network pi(a | s) and its training."""
+    """The policy network pi(a | s) and its training.
+
+    The grader measures the policy `self.policy` itself: after training it takes its
+    architecture and weights (`self.policy.to_json()`, `self.policy.get_weights()`) and
+    rebuilds it with its own code, so it must be a keras.Model of built-in Keras layers and
+    activations (no Lambda layer, no custom layer or model class), whose answer for a state
+    depends only on that state; `predict` must give its probabilities.
+    """
 
     def __init__(self, observation_size: int, num_actions: int, args: argparse.Namespace) -> None:
         keras.utils.set_random_seed(args.seed)
@@ -152,8 +166,9 @@ def sample_actions(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def train(agent: Agent, episodes: Episodes, args: argparse.Namespace) -> None:
     """Train the agent on at most `args.episodes` episodes, `args.batch_size` at a time.
 
-    Training stops earlier once the mean return of the last `args.target_episodes`
-    episodes reaches `args.target_return`.
+    Once the mean return of the last `args.target_episodes` episodes reaches
+    `args.check_return`, the greedy policy is checked on `args.check_episodes` episodes;
+    training stops when the check's mean return reaches `args.target_return`.
     """
     rng = np.random.default_rng(args.seed)  # The random numbers of the sampled actions.
     recent_returns = collections.deque(maxlen=args.target_episodes)
@@ -173,10 +188,16 @@ def train(agent: Agent, episodes: Episodes, args: argparse.Namespace) -> None:
         if batches % 10 == 0 or trained >= args.episodes:
             print(f"Episodes {trained}, mean return of the last {len(recent_returns)} episodes "
                   f"{mean_return:.1f}, {time.time() - start:.1f} s", flush=True)
-        if len(recent_returns) == recent_returns.maxlen and mean_return >= args.target_return:
-            print(f"Episodes {trained}, mean return {mean_return:.1f} >= {args.target_return}, "
-                  f"stopping ({time.time() - start:.1f} s)", flush=True)
-            break
+        if len(recent_returns) == recent_returns.maxlen and mean_return >= args.check_return:
+            # The policy that is graded is the greedy one: check it on a few episodes (which
+            # count as training episodes) and stop as soon as it is good enough.
+            greedy = evaluate(agent, episodes, args.check_episodes)
+            trained += args.check_episodes
+            print(f"Episodes {trained}, greedy check: mean return {greedy.mean():.1f} over "
+                  f"{args.check_episodes} episodes ({time.time() - start:.1f} s)", flush=True)
+            if greedy.mean() >= args.target_return:
+                break
+            recent_returns.clear()  # the next check after as many new episodes
 
 
 def evaluate(agent: Agent, episodes: Episodes, n: int) -> np.ndarray:

@@ -11,7 +11,8 @@ the grader's own `TrainingEpisodes` (grader/assignments/_reinforce.py: budget, t
 episodes seeded from the grader's seed, every episode counted, greedy checks included), seen
 through a random relabelling of CartPole drawn per training (like the grader's secret one:
 features permuted and sign-flipped, actions swapped or not), then the grader's greedy
-evaluation on 100 episodes under the same relabelling. Grading g (grader seed `first_seed + g`)
+evaluation on 100 episodes under the same relabelling, measured as the grader measures: the
+policy rebuilt from its Keras config and weights by grader/measured.py, each state on its own row. Grading g (grader seed `first_seed + g`)
 trains with the seeds the grader would use for its trainings 1..n. The solution's `parse_args`
 gets the grader's options after `--args`. The rule (threshold, budget, k of n trainings) and
 the limits are read from the assignment's spec. Like the grader, a grading stops training once
@@ -110,7 +111,9 @@ def worker_grade(options) -> dict:
         pass
     train_s = time.perf_counter() - start
     episodes.flush()
-    returns = common.evaluate(agent.predict, transform,
+    from grader import measured  # the grader's measuring: the policy rebuilt from its config and weights
+    policy = measured.rebuild(agent.policy.to_json(), agent.policy.get_weights())
+    returns = common.evaluate(lambda states: measured.predict(policy, states), transform,
                               seed=int(Context.rng(ctx, "evaluation", index).integers(2**31)))
     return {"grader_seed": options.grader_seed, "index": index, "seed": seed, "episodes": episodes.started,
             "time": train_s, "mean_return": float(returns.mean()), "stop_reason": episodes.stop_reason,
@@ -185,7 +188,7 @@ def worker_naive(options) -> dict:
         clock.resume()
 
     args.episodes = options.max_episodes  # Train until the threshold (without early stopping).
-    args.target_return = float("inf")
+    args.target_return = args.check_return = float("inf")  # no early stop: the clock decides
     try:
         if options.mode == "vectorized":
             agent = module.Agent(4, 2, args)

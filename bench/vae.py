@@ -5,7 +5,11 @@ evaluation (a new process that loads the trained weights and encodes the 10,000 
 another that loads them and decodes IW_SAMPLES codes per image) against a baseline measured in
 the same run, the same encode/decode work done in this process with the model.
 
-    python bench/vae.py [--z_dim 2 --z_dim 100] [--seed 42 --seed 7]
+    python bench/vae.py [--z_dim 2 --z_dim 100] [--seed 42 --seed 7] [--solution FILE]
+
+The models are measured as the grader measures them: the encoder and decoder rebuilt from their
+Keras configs and weights by grader/measured.py, with the grader's secret noise. `--solution`
+grades another file (e.g. a variant a student might write) instead of the reference.
 
 The machine's load average is printed with the figures: on a shared machine they are slower.
 """
@@ -46,6 +50,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--z_dim", type=int, action="append", choices=sorted(spec.CONFIGS))
     parser.add_argument("--seed", type=int, action="append", help="The grader's seed (default 42).")
+    parser.add_argument("--solution", type=Path, default=ROOT / "solutions/vae.py", help="The file to grade.")
     args = parser.parse_args()
     z_dims = args.z_dim or sorted(spec.CONFIGS)
     checks = tuple(c for c in spec.ASSIGNMENT.checks if c.name.startswith("test -ELBO")
@@ -54,7 +59,7 @@ def main():
     epochs = 10  # the reference's default --epochs
     for seed in args.seed or [42]:
         load = os.getloadavg()[0]
-        report = grade(dataclasses.replace(spec.ASSIGNMENT, checks=checks), ROOT / "solutions/vae.py", seed=seed)
+        report = grade(dataclasses.replace(spec.ASSIGNMENT, checks=checks), args.solution, seed=seed)
         report = report if isinstance(report, dict) else report.to_dict()
         for check in report["checks"]:
             d = check["details"]
@@ -65,7 +70,7 @@ def main():
             if z_dim not in baselines:
                 baselines[z_dim] = in_process_evaluation_seconds(z_dim)
             baseline, phases = baselines[z_dim], d["phases_s"]
-            print(f"seed {seed}, z_dim {z_dim}: test -ELBO {check['value']:.2f} (reconstruction {d['reconstruction']:.2f} "
+            print(f"{args.solution.name}, seed {seed}, z_dim {z_dim}: test -ELBO {check['value']:.2f} (reconstruction {d['reconstruction']:.2f} "
                   f"+ KL {d['kl']:.2f}), IW -log p(x) K={d['iw_samples']} {d['iw_nll']:.2f} nats, threshold "
                   f"{spec.CONFIGS[z_dim][1]}; training {d['training_s']:.0f} s = {d['training_s'] / epochs:.1f} s/epoch; "
                   f"evaluation in two new processes {d['evaluation_s']:.1f} s (encoding {phases['encoding']:.1f} s, "

@@ -24,18 +24,19 @@ How it is graded (written from the grader's spec, grader/assignments/vae.py):
     lower the -ELBO the grader measures on them and change both the encoder's and the
     decoder's weights). Then 2 trainings, 3 points each: z_dim 2 and z_dim 100, each a
     VAE(args) of your parse_args defaults (the grader passes --z_dim and --seed) trained by
-    train() in a new process that gets only the 55,000 training images. The trained model is
-    taken out with vae.get_weights() (finite float arrays, at most 128 MiB) and rebuilt with
-    VAE(args) and set_weights() in two new processes, which must reproduce the trained
-    model's answers on 64 training images: one encodes the 10,000 test images, the other
-    decodes latent codes the grader samples from Q(z|x) and never sees a test image. The
-    grader computes the test -ELBO, reconstruction (one z per image) + analytic KL, in nats
-    per image (and, for information, an importance-weighted -log p(x) with 10 samples),
-    which must be at most 150 for z_dim 2 and 107 for z_dim 100 (the reference solution:
-    144.3 and 103; seeds move it by about 1 nat). Limits: 600 CPU seconds per training run,
-    120 CPU seconds for any other question (and at most 3 times as many seconds of
-    wall-clock time), 6 GiB of memory, 2 compute thread(s), and a file of at most 128 KiB. A
-    grading takes about 4 minutes on 2 cores.
+    train() in a new process that gets only the 55,000 training images. The trained encoder
+    and decoder leave that process as their Keras configs and weights (to_json(),
+    get_weights(): built-in layers only, finite floats, at most 128 MiB) and are rebuilt by
+    the grader's own code, which must reproduce your encode/decode answers on 64 secret
+    training images: the rebuilt encoder encodes the 10,000 test images, the rebuilt
+    decoder, in another process, decodes latent codes the grader samples from Q(z|x) with
+    its own secret noise and never sees a test image. The grader computes the test -ELBO,
+    reconstruction (one z per image) + analytic KL, in nats per image (and, for information,
+    an importance-weighted -log p(x) with 10 samples), which must be at most 150 for z_dim 2
+    and 107 for z_dim 100 (the reference solution: 144.3 and 103; seeds move it by about 1
+    nat). Limits: 600 CPU seconds per training run, 120 CPU seconds for any other question
+    (and at most 3 times as many seconds of wall-clock time), 6 GiB of memory, 2 compute
+    thread(s), and a file of at most 128 KiB. A grading takes about 4 minutes on 2 cores.
 """
 import argparse
 import os
@@ -104,7 +105,9 @@ def latent_loss(mean, sd):
 
 def build_encoder(args):
     """The encoder: a keras.Model from uint8 images [B, 28, 28, 1] to the parameters
-    [mean, sd] of Q(z|x), each [B, args.z_dim]."""
+    [mean, sd] of Q(z|x), each [B, args.z_dim]. The grader measures it rebuilt from its
+    architecture and weights (`to_json()`, `get_weights()`) by its own code: build it from
+    built-in Keras layers and activations only (no Lambda layer, no custom layer or model)."""
     # TODO: a multilayer perceptron on the pixel intensities in [0, 1], with ReLU hidden layers
     # of the sizes in args.encoder_layers; from the last hidden layer, for each latent variable,
     # its mean (any real number) and its standard deviation (positive).
@@ -121,7 +124,9 @@ def build_encoder(args):
 
 def build_decoder(args):
     """The decoder: a keras.Model from latent codes z [B, args.z_dim] to the logits
-    [B, 28, 28, 1] of the pixels' Bernoulli distributions P(x|z)."""
+    [B, 28, 28, 1] of the pixels' Bernoulli distributions P(x|z). Like the encoder, it is
+    measured rebuilt from its architecture and weights: built-in Keras layers and activations
+    only (no Lambda layer, no custom layer or model)."""
     # TODO: a multilayer perceptron with ReLU hidden layers of the sizes in args.decoder_layers
     # and one output per pixel: its logit, the log-odds log(p / (1 - p)), any real number (the
     # losses turn logits into probabilities themselves).
@@ -187,8 +192,8 @@ def train(vae, images, args):
 # Grader interface: what the grader calls. You need not read or change anything below.
 # ======================================================================================
 # Besides these, the grader calls parse_args(argv), VAE(args), train(vae, images, args), the
-# functions above on their own, and keras.Model's vae.get_weights() and vae.set_weights(weights):
-# it measures the trained model rebuilt from its weights in new processes.
+# functions above on their own, and keras.Model's to_json() and get_weights() of vae.encoder and
+# vae.decoder: it measures the trained encoder and decoder rebuilt from them by its own code.
 def encode(encoder, images):
     """Mean and sd of Q(z|x) for uint8 images [B, 28, 28, 1], as float32 numpy arrays [B, z_dim]."""
     mean, sd = encoder(np.asarray(images, np.uint8), training=False)

@@ -140,10 +140,11 @@ def test_full_grading_of_the_reference(tmp_path, fixed_key, name):
 
 @pytest.mark.slow
 def test_a_training_loop_that_stops_too_early_is_diagnosed(tmp_path, submission, fixed_key):
-    """Every unit check passes, but train() stops as soon as the training returns reach 100: the
+    """Every unit check passes, but train() stops as soon as a greedy check reaches 100: the
     training check fails and points at the training loop, not at the loss (stopping at 150 let
     the greedy policy reach 475 on some runs, so the test stops earlier)."""
     path = submission(variant("solutions/reinforce_baseline.py",
+                              ('"--check_return", default=400.0', '"--check_return", default=100.0'),
                               ('"--target_return", default=500.0', '"--target_return", default=100.0')),
                       name="reinforce_baseline.py")
     result, checks, _ = checks_of(tmp_path, path)

@@ -113,3 +113,53 @@ def test_training_on_the_steps_after_the_episodes_ended(tmp_path, submission):
                          ("compute_returns(all_rewards[i, :length], args.gamma)",
                           "compute_returns(all_rewards[i], args.gamma)"))
     only_failure(failed, "train: the steps played are the steps trained on", "after an episode had ended")
+
+
+RETURNS_LOOP = ("        following = rewards[t] + gamma * following\n        returns[t] = following\n")
+
+
+@pytest.mark.parametrize("edit, hint", [
+    ((RETURNS_LOOP, "        returns[t] = following\n        following = rewards[t] + gamma * following\n"),
+     "shifted by one step: G_t must include r_t itself"),
+    (("    for t in reversed(range(len(rewards))):\n", "    for t in reversed(range(len(rewards) - 1)):\n"),
+     "the episode's last reward is left out"),
+], ids=["G_t-off-by-one", "total-short-by-one-reward"])
+def test_returns_off_by_one_are_named(tmp_path, submission, edit, hint):
+    path = submission(variant("solutions/reinforce.py", edit), name="reinforce.py")
+    _, checks, _ = checks_of(tmp_path, path, "--check", "returns: discounted")
+    check = checks["returns: discounted"]
+    assert not check["passed"] and hint in check["message"], check["message"]
+
+
+def test_sampling_that_ignores_its_generator(tmp_path, submission):
+    """Right frequencies, same actions for the same seed, but also for another seed: a generator
+    of its own with a fixed seed draws the same numbers at every call."""
+    path = submission(variant("solutions/reinforce.py", ("    uniform = rng.random(len(probs))",
+                                                         "    uniform = np.random.default_rng(0).random(len(probs))")),
+                      name="reinforce.py")
+    _, checks, _ = checks_of(tmp_path, path, "--check", "sample_actions")
+    check = checks["sample_actions: frequencies"]
+    assert not check["passed"] and "ignores the generator `rng` it is given" in check["message"], check["message"]
+
+
+@pytest.mark.parametrize("path", ["solutions/reinforce.py", BASELINE])
+def test_evaluate_that_never_plays_is_the_submissions_failure(tmp_path, submission, path):
+    """evaluate() returning n numbers without playing an episode (issue 15: an exit 3 before)."""
+    text = variant(path, ("    states = episodes.reset(n)\n    done = np.zeros(n, dtype=bool)\n    returns = "
+                          "np.zeros(n, dtype=np.float32)\n", "    return np.full(n, 500.0)\n"))
+    result, checks, report = checks_of(tmp_path, submission(text, name=path.split("/")[-1]), "--check", "evaluate")
+    check = checks["evaluate: greedy returns"]
+    assert result.returncode == 1 and report["status"] == "failed", result.stderr
+    assert not check["passed"] and "without playing a step" in check["message"], check["message"]
+
+
+def test_a_batch_carried_over_to_the_next_one(tmp_path, submission):
+    """The lists of a batch made once, before the loop over batches: the second agent.train call
+    gets the first batch's steps again (the check follows two batches)."""
+    text = variant("solutions/reinforce.py",
+                   ("        batch_states, batch_actions, batch_returns = [], [], []\n", ""),
+                   ("    while trained < args.episodes:\n",
+                    "    batch_states, batch_actions, batch_returns = [], [], []\n    while trained < args.episodes:\n"))
+    _, checks, _ = checks_of(tmp_path, submission(text, name="reinforce.py"), "--check", "train:")
+    check = checks["train: the steps played are the steps trained on"]
+    assert not check["passed"] and "steps of the first batch again" in check["message"], check["message"]

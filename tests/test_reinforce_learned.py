@@ -1,13 +1,16 @@
 """Learned, not hand-coded: a hostile REINFORCE submission that returns a hand-written CartPole
 controller as its "policy" fails both training checks, because the grader shows CartPole's
-observations and actions through a secret relabelling (grader/assignments/_reinforce.py)."""
+observations and actions through a secret relabelling (grader/assignments/_reinforce.py), and
+because the policy that is evaluated is rebuilt from its Keras config and weights and run by the
+grader's own code (grader/measured.py): a controller that identifies the relabelling online in
+its `predict`, or a policy that was never trained, fails; a Lambda layer is refused by name."""
 import importlib
 import types
 
 import numpy as np
 import pytest
 
-from conftest import REPO, checks_of
+from conftest import REPO, checks_of, variant
 
 HOSTILE = '''
 import argparse
@@ -91,8 +94,9 @@ def test_a_hand_coded_controller_fails_the_training_checks(tmp_path, submission,
     assert result.returncode == 1 and not check["passed"] and check["value"] == 0, check["message"]
     trainings = check["details"]["trainings"]
     assert len(trainings) >= 1
-    for training in trainings:
-        assert training["greedy_mean"] < 490, check["message"]
+    assert check["message"].count("could not be measured") == len(trainings), check["message"]
+    for training in trainings:  # it has no Agent.policy to rebuild: the grader cannot measure a controller
+        assert training["greedy_mean"] is None and training["error"] == "exception", check["message"]
         assert training["training_episodes"] == (0 if play == PLAY_NOTHING else 40), check["message"]
 
 
@@ -150,3 +154,111 @@ def test_a_controller_that_knows_the_relabelling_balances_the_pole_in_training_a
         states, rewards, done = episodes.step(np.argmax(knowing(states), axis=1))
     episodes.flush()
     assert episodes.curve == [500.0] * 4
+
+
+# The attack of issue 15: no training; Agent.predict identifies the secret relabelling online from
+# the first transition it sees (position' = position + 0.02 velocity finds the two pairs and their
+# relative signs; the velocity that reacts more to the action is the pole's) and from then on plays
+# theta + 0.5 theta_dot > 0 in those coordinates. Its Agent.policy is the reference's network, never
+# trained. Under a grader that asks the submission's own predict() (whole batches, with state), it
+# balances the pole; rebuilt and run by the grader it is an untrained network.
+ONLINE = """
+
+class Agent(Agent):
+    def __init__(self, observation_size, num_actions, args):
+        super().__init__(observation_size, num_actions, args)
+        self.previous, self.rule = None, None
+
+    def predict(self, states):
+        states = np.asarray(states, np.float64)
+        if self.rule is None and self.previous is not None and len(self.previous[0]) == len(states):
+            self.rule = identify(*self.previous, states)
+        if self.rule is None:
+            actions = np.arange(len(states)) % 2  # a probing step: both actions, half the rows each
+            self.previous = (states, actions)
+        else:
+            (theta, theta_dot, sign), lower = self.rule
+            actions = np.where(states[:, theta] + 0.5 * sign * states[:, theta_dot] > 0, lower, 1 - lower)
+        return np.eye(2, dtype=np.float32)[actions]
+
+
+def identify(before, actions, after):
+    pairs = []
+    for p in range(4):
+        for v in range(4):
+            ratio = (after[:, p] - before[:, p]) / (0.02 * before[:, v] + 1e-12)
+            if p != v and np.all(np.abs(np.abs(ratio) - 1) < 1e-2):
+                pairs.append((p, v, float(np.sign(np.median(ratio)))))
+    if len(pairs) != 2 or not np.any(actions == 0) or not np.any(actions == 1):
+        return None
+    change = after - before
+    effect = [np.mean(change[actions == 1, v]) - np.mean(change[actions == 0, v]) for _, v, _ in pairs]
+    pole = pairs[int(np.argmax(np.abs(effect)))]
+    # the action that lowers sign * theta_dot' lowers theta + 0.5 theta_dot: play it when that sum is > 0
+    return pole, int(pole[2] * effect[int(np.argmax(np.abs(effect)))] < 0)
+
+
+def train(agent, episodes, args):
+    return  # no training episode at all
+"""
+
+
+def online_attack(name):
+    return (REPO / "solutions" / f"{name}.py").read_text().replace('\nif __name__ == "__main__":', ONLINE +
+                                                                  '\nif __name__ == "__main__":')
+
+
+@pytest.mark.parametrize("name", ["reinforce", "reinforce_baseline"])
+def test_the_online_identification_attack_is_real(tmp_path, name):
+    """Asked for whole batches with its own state, as a grader that ran the submission's predict()
+    did, the attack balances the pole under secret relabellings without a training episode."""
+    import sys
+    from grader.assignments import _reinforce
+    path = tmp_path / f"{name}_online.py"
+    path.write_text(online_attack(name))
+    sys.path.insert(0, str(REPO))
+    module = types.ModuleType("online")
+    module.__file__ = str(path)
+    exec(compile(path.read_text(), str(path), "exec"), module.__dict__)
+    args = module.parse_args(["--seed", "1"])
+    for seed in range(3):
+        agent = module.Agent(4, 2, args)
+        transform = _reinforce.Transform(np.random.default_rng(seed))
+        assert _reinforce.evaluate(agent.predict, transform, seed=seed, episodes=20).mean() >= 475
+
+
+@pytest.mark.parametrize("name", ["reinforce", "reinforce_baseline"])
+@pytest.mark.parametrize("attack", ["online", "fixed"])
+def test_attacks_without_training_fail_the_training_check(tmp_path, submission, name, attack):
+    """The online-identification controller and the reference's untrained network (0 training
+    episodes: train() returns at once) both fail, as the submission's fault (exit status 1)."""
+    text = online_attack(name) if attack == "online" else variant(
+        f"solutions/{name}.py", ('    rng = np.random.default_rng(args.seed)  # The random numbers of the sampled actions.\n',
+                                 '    return  # no training episode at all\n'))
+    path = submission(text, name=f"{name}.py")
+    result, checks, _ = checks_of(tmp_path, path, "--check", "training", "--check", "train:")
+    check = checks["training: greedy mean return"]
+    assert result.returncode == 1 and not check["passed"] and check["value"] == 0, check["message"]
+    trainings = check["details"]["trainings"]
+    for training in trainings:
+        assert training["training_episodes"] == 0, check["message"]
+        if attack == "fixed":  # the untrained network, measured
+            assert training["greedy_mean"] < 100, check["message"]
+    if attack == "online":  # its predict() is not its policy: the rebuilt policy answers the probes otherwise
+        assert check["message"].count("does not reproduce the trained model") == len(trainings), check["message"]
+    loop = checks["train: the steps played are the steps trained on"]
+    assert not loop["passed"] and "without calling agent.train" in loop["message"], loop["message"]
+
+
+def test_a_policy_with_a_lambda_layer_fails_naming_the_layer(tmp_path, submission):
+    text = variant("solutions/reinforce.py",
+                   ("        hidden = keras.layers.Dense(args.hidden_layer_size, activation=\"relu\")(inputs)\n",
+                    "        scaled = keras.layers.Lambda(lambda x: 2.0 * x, name=\"doubling\")(inputs)\n"
+                    "        hidden = keras.layers.Dense(args.hidden_layer_size, activation=\"relu\")(scaled)\n"),
+                   ('    rng = np.random.default_rng(args.seed)  # The random numbers of the sampled actions.\n',
+                    '    return  # the measuring is what this test is about\n'))
+    result, checks, _ = checks_of(tmp_path, submission(text, name="reinforce.py"), "--check", "training")
+    check = checks["training: greedy mean return"]
+    assert result.returncode == 1 and not check["passed"], check["message"]
+    assert "'doubling' (Lambda) is a Lambda layer" in check["message"], check["message"]
+    assert "built-in layers" in check["message"], check["message"]

@@ -43,6 +43,15 @@ def test_reference_passes_the_unit_checks(tmp_path):
      "latent loss: analytic KL", "the sd is used as a variance"),
     (("logits = keras.layers.Dense(H * W * C)(hidden)", 'logits = keras.layers.Dense(H * W * C, activation="sigmoid")(hidden)'),
      "decoder: logits", "a sigmoid on the last layer"),
+    (("    return tf.reduce_sum(tfp.distributions.kl_divergence(posterior, prior), axis=-1)\n",
+      "    return tf.reduce_sum(0.5 * (mean ** 2 + sd ** 2 - 1 - tf.math.log(sd)), axis=-1)\n"),
+     "latent loss: analytic KL", "-log sd where the formula has -log sd^2"),
+    (("    return tf.reduce_sum(tfp.distributions.kl_divergence(posterior, prior), axis=-1)\n",
+      "    return tf.reduce_sum(mean ** 2 + sd ** 2 - 1 - tf.math.log(sd ** 2), axis=-1)\n"),
+     "latent loss: analytic KL", "the 1/2 is missing"),
+    (("    return tfp.distributions.Normal(mean, sd).sample()\n",
+      "    return mean + sd * tf.random.stateless_normal(tf.shape(mean), seed=[1, 2])\n"),
+     "sample: reparametrized", "the same z at two calls"),
 ])
 def test_bugs_fail_the_matching_check(tmp_path, submission, edit, check, hint):
     path = submission(variant(SOLUTION, edit), name="vae.py")
@@ -144,7 +153,7 @@ def test_full_grading_of_the_reference(tmp_path):
 
 
 def test_plots_ask_the_decoding_process(tmp_path, monkeypatch):
-    """plot_model's questions to the decoding process, against a stand-in decoder whose image shows
+    """plot_model's questions to the rebuilt decoder (a function of z), against a stand-in decoder whose image shows
     its code: the left half of each image is sigmoid(4 z1), the right half sigmoid(4 z2).
     (Replaces tests/test_plots.py::test_vae_plots_ask_the_trained_model, written for the grader
     that asked one process for both encodings and decodings.)"""
@@ -153,10 +162,8 @@ def test_plots_ask_the_decoding_process(tmp_path, monkeypatch):
     import numpy as np
 
     from grader.assignments import vae
-    from grader.sandbox import Handle
 
-    def call(target, decoder, z):
-        assert target == "decode" and decoder == Handle(7)
+    def decode(z):
         logits = np.zeros((len(z), 28, 28, 1), np.float32)
         logits[:, :, :14] = 4 * z[:, 0, None, None, None]
         logits[:, :, 14:] = 4 * z[:, 1, None, None, None]
@@ -167,7 +174,7 @@ def test_plots_ask_the_decoding_process(tmp_path, monkeypatch):
                                 assignment=vae.ASSIGNMENT)
     originals = np.random.default_rng(2).integers(0, 256, (16, 28, 28, 1)).astype(np.uint8)
     means = np.random.default_rng(3).standard_normal((16, 2))
-    vae.plot_model(ctx, types.SimpleNamespace(call=call), Handle(7), 2, originals, means)
+    vae.plot_model(ctx, decode, 2, originals, means)
     samples, shown, reconstructions, grid = drawn["arrays"]
     assert drawn["path"] == tmp_path / "vae-z2.png"
     assert samples.shape == (64, 28, 28, 1) and shown.shape == reconstructions.shape == (16, 28, 28, 1)
@@ -183,17 +190,68 @@ def test_plots_ask_the_decoding_process(tmp_path, monkeypatch):
 def test_the_weights_that_come_back_are_checked():
     import numpy as np
 
-    from grader.assignments.vae import MAX_WEIGHTS_MB, expect_weights
+    from grader.measured import MAX_WEIGHTS_MB, expect_weights
     from grader.sandbox import SubmissionError
     good = [np.zeros((784, 500), np.float32), np.ones(500, np.float32)]
-    assert expect_weights(tuple(good)) == good
+    assert expect_weights(tuple(good), "VAE.decoder.get_weights()") == good
     for answer, reason in [
-        (None, "expected a non-empty list"), ([], "expected a non-empty list"),
-        ([good[0], np.zeros(3, np.int64)], "vae.get_weights()[1] is an array of dtype int64, expected a float array"),
-        ([good[0], "weights"], "vae.get_weights()[1] is str"),
+        (None, "VAE.decoder.get_weights() returned NoneType, expected a list"),
+        ([good[0], np.zeros(3, np.int64)],
+         "VAE.decoder.get_weights()[1] is an array of dtype int64, expected a float array"),
+        ([good[0], "weights"], "VAE.decoder.get_weights()[1] is str"),
+        ([good[0], [np.zeros(2)]], "VAE.decoder.get_weights()[1] is list"),
         ([good[0], np.array([1.0, np.nan])], "non-finite values (NaN or infinity): the training diverged"),
         ([np.broadcast_to(np.float32(0), ((MAX_WEIGHTS_MB << 18) + 1,))], f"more than the {MAX_WEIGHTS_MB} MiB"),
     ]:
         with pytest.raises(SubmissionError, match=re.escape(reason)) as failure:
-            expect_weights(answer)
+            expect_weights(answer, "VAE.decoder.get_weights()")
         assert failure.value.kind == "invalid"
+
+
+# The attack of issue 15 on the VAE: untrained; an encoder of built-in layers whose mean spells the
+# image (10 x 10, in tiny offsets) with sd = 1, and a `decode` that regenerates the noise the grader
+# drew from its --seed (it counts the calls and replays the generator), subtracts it from z to get
+# the mean back, and returns the image's own logits. Against a grader whose decoder was the
+# submission's `decode` and whose noise came from --seed, it reconstructs test images it never saw;
+# the grader now draws the noise from its key and decodes with the decoder rebuilt from its Keras
+# config and weights, so the attack measures as the untrained network it is.
+REGENERATING_ENCODER = """    images = keras.Input(shape=[H, W, C], dtype="uint8")
+    small = keras.layers.Flatten()(keras.layers.Resizing(10, 10)(keras.layers.Rescaling(1.0)(images)))
+    mean = keras.layers.Rescaling(1e-3 / 255)(small)
+    sd = keras.layers.Rescaling(0.0, offset=1.0)(mean)
+    return keras.Model(images, [mean, sd])
+"""
+REGENERATING_DECODE = """def decode(decoder, z):
+    import hashlib
+    z = np.asarray(z, np.float64)
+    if len(z) == 2000 and _SEED:
+        if _STATE["calls"] % 5 == 0:  # the grader's noise of sample k, [10000, z_dim], replayed
+            digest = hashlib.sha256(repr((_SEED[0], "elbo", z.shape[1])).encode()).digest()
+            rng = _STATE.setdefault("rng", np.random.default_rng(int.from_bytes(digest[:8], "little")))
+            _STATE["noise"] = rng.standard_normal((10000, z.shape[1]))
+        chunk = _STATE["calls"] % 5
+        _STATE["calls"] += 1
+        mean = z - _STATE["noise"][2000 * chunk:2000 * (chunk + 1)]
+        small = np.clip(mean / 1e-3, 1e-3, 1 - 1e-3).reshape(-1, 10, 10)
+        pixels = small[:, (np.arange(28) * 10) // 28][:, :, (np.arange(28) * 10) // 28]
+        return np.log(pixels / (1 - pixels)).astype(np.float32)[..., None]
+    return np.asarray(decoder(np.asarray(z, np.float32), training=False), np.float32)
+"""
+
+
+def test_a_decoder_that_regenerates_the_graders_noise_fails(tmp_path, submission):
+    text = variant(SOLUTION,
+                   ("    return parser.parse_args(argv)\n",
+                    "    args = parser.parse_args(argv)\n    _SEED[:] = [(args.seed - args.z_dim) // 1000]\n"
+                    "    return args\n"),
+                   ("    vae.compile(optimizer=keras.optimizers.Adam(args.learning_rate))\n", "    return\n"),
+                   ('def decode(decoder, z):\n    """Logits [B, 28, 28, 1] of P(x|z) for latent codes z [B, z_dim], as a '
+                    'float32 numpy array."""\n    return np.asarray(decoder(np.asarray(z, np.float32), training=False), '
+                    'np.float32)\n', REGENERATING_DECODE),
+                   ("\nH, W, C = 28, 28, 1\n", '\nH, W, C = 28, 28, 1\n_SEED, _STATE = [], {"calls": 0}\n'))
+    start = text.index('    images = keras.Input(shape=[H, W, C], dtype="uint8")')
+    text = text[:start] + REGENERATING_ENCODER + text[text.index("    ### END SOLUTION", start):]
+    result, checks, _ = checks_of(tmp_path, submission(text, name="vae.py"), "--check", "z_dim 100")
+    check = checks["test -ELBO, z_dim 100"]
+    assert result.returncode == 1 and not check["passed"], check["message"]
+    assert check["value"] > 300 and "above the threshold" in check["message"], check["message"]

@@ -19,6 +19,13 @@ theta + 0.5 theta_dot > 0) meets it in scrambled coordinates, and cannot carry w
 revealed into the next (any change of the file draws another relabelling). The relabelling is
 symmetric for a network initialized at random, so it does not change how hard it is to learn.
 
+Measured by the grader's own code: after a training the policy leaves the child as its Keras
+config and weights (`Agent.policy.to_json()`, `get_weights()`), is rebuilt in a measurement
+sandbox that never imports the submission (grader/measured.py: built-in layers only), must answer
+PROBES secret states as `Agent.predict` did, and plays the greedy evaluation with each state on
+its own row. A controller in `predict` (even one that identifies the relabelling online from the
+states it is shown) is never asked; the episodes' seeds come from the grader's key.
+
 Every function the student writes has a unit check that names it: the returns, the loss's
 gradient, `sample_actions` (the distribution of many samples), the policy's probabilities,
 `Agent.train` (one step on a batch the grader builds: do the log-probabilities move in the
@@ -34,6 +41,7 @@ import time
 import gymnasium as gym
 import numpy as np
 
+from .. import measured
 from ..sandbox import Service, SubmissionError, expect_array, expect_handle
 from ..spec import Check, Outcome
 from ._shared import figure, save
@@ -98,6 +106,7 @@ class TrainingEpisodes:
         self.deadline = time_limit if hasattr(time_limit, "exceeded") else (
             time.monotonic() + time_limit if time_limit else None)
         self.env = None
+        self.done = np.zeros(0, bool)  # the current batch's finished episodes (none before the first reset)
         self.started = 0
         self.curve = []  # return of each finished training episode, in order of finishing
         self.stop_reason = None
@@ -119,6 +128,8 @@ class TrainingEpisodes:
             self.stop(f"the training time limit is reached ({over})")
 
     def reset(self, n):
+        if isinstance(n, np.ndarray) and n.shape == () and n.dtype.kind in "iu":
+            n = int(n)  # a numpy integer
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.MAX_BATCH:
             raise SubmissionError("invalid", f"episodes.reset(n) needs an int n in 1..{self.MAX_BATCH}, got {n!r}")
         if self.budget is not None and self.started + n > self.budget:
@@ -143,7 +154,7 @@ class TrainingEpisodes:
 
     def flush(self):
         """Adds the finished episodes of the current batch to the learning curve, in batch order."""
-        if self.env is not None and len(self.done):
+        if len(self.done):
             self.curve.extend(self.returns[self.done].tolist())
             self.done = self.done[:0]
 
@@ -257,7 +268,7 @@ def train_once(ctx, index, threshold, budget):
     args, agent = new_agent(ctx, seed)
     transform = secret_transform(ctx, index)
     deadline = ctx.sandbox.deadline(ctx.limits.train_time)
-    episodes = TrainingEpisodes(ctx.rng("training", index), transform, budget=budget, time_limit=deadline,
+    episodes = TrainingEpisodes(ctx.secret_rng("training", index), transform, budget=budget, time_limit=deadline,
                                 progress=lambda text: ctx.progress(f"training {index}: {text}"))
     started, service = time.monotonic(), episodes.service()
     result = {"index": index, "seed": seed}
@@ -276,8 +287,16 @@ def train_once(ctx, index, threshold, budget):
                                 f"{failure.message}")
     train_s, train_cpu_s = time.monotonic() - started, deadline.cpu()
     episodes.flush()
-    returns = evaluate(lambda states: ctx.sandbox.call(agent.method("predict"), states), transform,
-                       seed=int(ctx.rng("evaluation", index).integers(2**31)))
+    try:
+        returns = measured_evaluation(ctx, agent, transform, index)
+    except SubmissionError as failure:
+        if failure.kind in ("todo", "syntax", "import"):
+            raise
+        ctx.close()
+        return dict(result, passed=False, greedy_mean=None, training_episodes=episodes.started,
+                    learning_curve=episodes.curve, error=failure.kind,
+                    message=f"training {index} (seed {seed}): {episodes.started} episodes, then the trained policy "
+                            f"could not be measured: {failure.message}")
     mean = float(returns.mean())
     limit = f"{budget} episodes and {ctx.limits.train_time:.0f} CPU s" if budget else f"{ctx.limits.train_time:.0f} CPU s"
     message = (f"training {index} (seed {seed}): {episodes.started} episodes in {train_cpu_s:.0f} CPU s ({train_s:.0f} s) "
@@ -291,11 +310,40 @@ def train_once(ctx, index, threshold, budget):
     return result
 
 
+PROBES = 64  # secret states on which the rebuilt policy must answer as the trained agent did
+
+
+def probe_states(rng, transform):
+    """States like CartPole's (wider than its start), seen through the training's relabelling."""
+    return transform.observations(rng.normal(0, [1.0, 1.0, 0.1, 1.0], size=(PROBES, OBSERVATION_SIZE)))
+
+
+def measured_evaluation(ctx, agent, transform, index):
+    """The greedy returns of the trained policy, measured by the grader's own code: the policy
+    leaves the submission's process as its Keras config and weights (`Agent.policy`), is rebuilt
+    in a measurement sandbox that never imports the submission (grader/measured.py), must answer
+    secret probes as `Agent.predict` did, and then plays the evaluation episodes, each state on
+    its own row."""
+    secret = ctx.secret_rng("evaluation", index)
+    policy = ctx.sandbox.getattr(agent, "policy", timeout=ctx.limits.time)
+    config, weights = measured.take(ctx.sandbox, policy, "Agent.policy")
+    probes = probe_states(secret, transform)
+    expected = expect_probabilities(ctx.sandbox.call(agent.method("predict"), probes), PROBES)
+    ctx.close()  # the submission's process is done: nothing it keeps can take part in the evaluation
+    with measured.Measurement(ctx, "the policy (Agent.policy)") as measure:
+        handle = measure.rebuild(config, weights)
+        measure.matches(handle, probes, [expected], "the action probabilities")
+        return evaluate(lambda states: measure.predict(handle, states), transform,
+                        seed=int(secret.integers(2**31)))
+
+
 def diagnosis(ctx, results, threshold):
     """What the grader saw in the failed trainings, and where to look."""
     units = failed_units(ctx)
     if units:
         return f"look first at the unit checks that failed: {', '.join(units)}"
+    if all(r.get("error") for r in results if not r["passed"]):
+        return "each failed training says why above (fix that first)"
     checked = ("every unit check passed" if ctx.shared.get("units") else
                "(the unit checks were not run in this grading)")
     peaks = [max(np.convolve(r["learning_curve"], np.ones(20) / 20, "valid"), default=0.0)
@@ -363,6 +411,12 @@ def likely_returns_bug(got, rewards, gamma):
         "every step gets the return of the whole episode, not the reward-to-go": np.full(len(rewards), expected[0]),
         "gamma is ignored": lambda: returns_of(rewards, 1.0),
         "the rewards themselves, not the returns that follow them": rewards,
+        "the returns are shifted by one step: G_t must include r_t itself (G_t = r_t + gamma G_t+1), here it "
+        "starts at r_t+1": np.append(expected[1:], 0.0),
+        "the returns are shifted by one step: G_t is the return from the step before (G_t-1)":
+            np.insert(expected[:-1], 0, expected[0] if len(expected) else 0.0),
+        "the episode's last reward is left out (the loop stops one step early)":
+            lambda: np.append(returns_of(rewards[:-1], gamma), 0.0),
         "the returns are in reverse order": expected[::-1],
         "cumulated from the start of the episode, not reversed (G_t = r_t + gamma G_t+1)":
             lambda: np.array([sum(gamma ** (t - k) * rewards[k] for k in range(t + 1)) for t in range(len(rewards))]),
@@ -467,6 +521,11 @@ def check_sample_actions(ctx):
         return Outcome(False, "sample_actions gave other actions for a generator with the same seed: take every "
                               "random number from the generator `rng` it is given (reproducible runs)",
                        value=worst, threshold="same seed, same actions")
+    if np.array_equal(sample(seed + 1), actions):
+        return Outcome(False, f"sample_actions gave the same {len(probs)} actions for generators of two different "
+                              "seeds: it ignores the generator `rng` it is given (e.g. a generator of its own made "
+                              "with a fixed seed), so it draws the same numbers at every call",
+                       value=worst, threshold="other seed, other actions")
     return Outcome(True, f"sample_actions on {len(probs)} rows follows the probabilities (largest deviation "
                          f"{worst:.1f} standard errors) and is reproducible", value=worst,
                    threshold="<= 5 standard errors")
@@ -588,11 +647,12 @@ class StandInAgent:
 
 class OneBatchEpisodes(TrainingEpisodes):
     """Recorded episodes in CartPole's own coordinates, handed out until the agent has been
-    trained on at least MIN_STEPS steps played (at most `limit` episodes)."""
+    trained twice (two batches: what a training loop carries over from one batch to the next is
+    seen too) on at least MIN_STEPS steps played (at most `limit` episodes)."""
 
     MIN_STEPS = 100
 
-    def __init__(self, rng, agent, limit=64):
+    def __init__(self, rng, agent, limit=160):
         super().__init__(rng, Identity(), record=True)
         self.agent, self.limit = agent, limit
 
@@ -600,7 +660,7 @@ class OneBatchEpisodes(TrainingEpisodes):
         return int(sum(np.sum(b["running"]) for b in self.batches))
 
     def reset(self, n):
-        if self.agent.trained and self.steps_played() >= self.MIN_STEPS:
+        if len(self.agent.trained) >= 2 and self.steps_played() >= self.MIN_STEPS:
             self.stop("the check of train() has seen enough")
         if isinstance(n, int) and self.started + n > self.limit:
             self.stop(f"train() played {self.limit} episodes without calling agent.train")
@@ -610,7 +670,7 @@ class OneBatchEpisodes(TrainingEpisodes):
 def played_steps(episodes, gamma):
     """{state bytes: (action, return, reward)} of every step the episodes played while running."""
     steps = {}
-    for batch in (b for b in episodes.batches if b["actions"]):  # (a batch reset and never stepped: no steps)
+    for batch in (b for b in episodes.batches if b["states"]):
         states, actions = np.array(batch["states"]), np.array(batch["actions"])
         rewards, running = np.array(batch["rewards"]), np.array(batch["running"])
         for i in range(states.shape[1]):
@@ -623,7 +683,7 @@ def played_steps(episodes, gamma):
 
 def terminal_states(episodes):
     found = set()
-    for batch in (b for b in episodes.batches if b["actions"]):
+    for batch in (b for b in episodes.batches if b["states"]):
         states, running = np.array(batch["states"]), np.array(batch["running"])
         for i in range(states.shape[1]):
             found.update(states[t, i].tobytes() for t in range(len(states)) if not running[t, i])
@@ -654,13 +714,13 @@ def check_train_loop(ctx):
     if not agent.trained:
         return Outcome(False, f"train() played {episodes.started} episodes and returned without calling "
                               "agent.train", threshold="one training step")
-    if not any(b["actions"] for b in episodes.batches):
-        return Outcome(False, "train() called agent.train without playing a step of the grader's episodes: a batch "
-                              "is episodes.reset(n), then episodes.step(actions) until every episode is done",
-                       threshold="one training step on the steps played")
+    if not episodes.steps_played():
+        return Outcome(False, "train() called agent.train without playing a step (episodes.reset(n) and "
+                              "episodes.step(actions)): it must train on the steps it plays",
+                       threshold="one training step")
     # the actions played: sampled from the probabilities?
     played = [(np.array(b["states"])[np.array(b["running"])], np.array(b["actions"])[np.array(b["running"])])
-              for b in episodes.batches if b["actions"]]
+              for b in episodes.batches if b["states"]]
     states = np.concatenate([s for s, _ in played])
     actions = np.concatenate([a for _, a in played])
     greedy = np.argmax(agent.probs(states), axis=1)
@@ -692,8 +752,13 @@ def check_train_loop(ctx):
         return Outcome(False, f"{where}: {len(unknown)} of them are not steps played; {hint}",
                        value=len(unknown), threshold="the steps played")
     if len(set(keys)) != len(keys) or len(keys) != len(steps):
-        return Outcome(False, f"{where}: agent.train must get every step played exactly once "
-                              f"({len(set(keys))} distinct steps given)", value=len(keys), threshold=str(len(steps)))
+        first = {s.tobytes() for s in agent.trained[0][0].astype(np.float32)}
+        again = len(agent.trained) > 1 and any(s.tobytes() in first for s in agent.trained[1][0].astype(np.float32))
+        hint = ("; likely bug: the second call of agent.train got steps of the first batch again (the lists of a "
+                "batch are not emptied between batches)" if again else "")
+        return Outcome(False, f"{where} in {len(agent.trained)} calls: agent.train must get every step played exactly "
+                              f"once ({len(set(keys))} distinct steps given){hint}", value=len(keys),
+                       threshold=str(len(steps)))
     expected_actions = np.array([steps[k][0] for k in keys])
     if not np.array_equal(trained_actions, expected_actions):
         wrong = float(np.mean(trained_actions != expected_actions))
@@ -736,12 +801,13 @@ def check_evaluate(ctx):
         raise
     got = expect_array(got, "evaluate", shape=(n,))
     episodes.flush()
-    played = [b for b in episodes.batches if b["actions"]]  # the batches it took steps in
-    if not played:
-        return Outcome(False, f"evaluate(agent, episodes, {n}) returned without playing: it must reset {n} episodes "
-                              "and step them to their end", threshold=f"{n} episodes played")
-    states = np.concatenate([np.array(b["states"])[np.array(b["running"])] for b in played])
-    actions = np.concatenate([np.array(b["actions"])[np.array(b["running"])] for b in played])
+    if not any(np.any(b["running"]) for b in episodes.batches):
+        return Outcome(False, f"evaluate(agent, episodes, {n}) returned {n} numbers without playing a step: it "
+                              "must play the episodes (episodes.reset(n), then episodes.step(actions) until every "
+                              "episode is done) and return their total rewards", threshold=f"{n} episodes played")
+    batches = [b for b in episodes.batches if b["states"]]
+    states = np.concatenate([np.array(b["states"])[np.array(b["running"])] for b in batches])
+    actions = np.concatenate([np.array(b["actions"])[np.array(b["running"])] for b in batches])
     share = float(np.mean(actions == np.argmax(agent.probs(states), axis=1)))
     if share < 1:
         return Outcome(False, f"evaluate played {100 * share:.1f}% of its {len(actions)} steps with the most probable "

@@ -11,16 +11,16 @@ that need it, which say so). Then each configuration (a latent dimension) is tra
 measured in three processes, so that the model that is measured has never seen a test image:
 
 1. training: a new process gets only the training images and trains; the grader takes the
-   trained model out as arrays (`vae.get_weights()`: finite float arrays, at most
-   MAX_WEIGHTS_MB in all) and asks it to encode PROBES training images the grader picked
-   (secretly) and to decode codes sampled from them;
-2. encoding: a new process rebuilds the model from those weights (`VAE(args)`,
-   `set_weights`), must reproduce the trained model's answers on the probes (so nothing the
-   model uses is kept outside its weights), then encodes the 10,000 test images, sent in a
-   secret order;
-3. decoding: a new process rebuilds the model again, reproduces the probes' logits, and
-   decodes the latent codes the grader sampled from Q(z|x) (IW_SAMPLES per image); it never
-   receives a test image.
+   trained encoder and decoder out as Keras configs and weights (grader/measured.py: built-in
+   layers only, finite float arrays, at most MAX_WEIGHTS_MB each) and asks the submission's
+   `encode`/`decode` about PROBES training images it picked (secretly) and codes sampled from them;
+2. encoding: a measurement sandbox (the grader's code, never the submission) rebuilds the
+   encoder, must reproduce the trained model's answers on the probes, then encodes the 10,000
+   test images, sent in a secret order, each image on its own;
+3. decoding: another measurement sandbox rebuilds the decoder, reproduces the probes' logits,
+   and decodes the latent codes the grader sampled from Q(z|x) (IW_SAMPLES per image) with noise
+   from its key (`ctx.secret_rng`): it never receives a test image, and no code of the
+   submission runs there.
 
 From the answers the grader computes the reconstruction term (the first sample of z per image),
 the analytic KL term and an importance-weighted estimate of log p(x).
@@ -30,6 +30,9 @@ reference solution with its default hyperparameters measured REFERENCE (the inst
 a submission passes a configuration with a test -ELBO of at most THRESHOLD, the reference plus a
 margin of a few nats, which covers differences between seeds (about 1 nat) and reasonable
 choices of architecture, but not a missing KL term or a broken decoder (tens of nats).
+
+Measured with the grader's measuring (`python bench/vae.py --seed 42 [--solution FILE]`, 2026-11-29,
+encoder and decoder rebuilt by grader/measured.py, secret noise): the reference reaches 145.26 (z_dim 2) and 103.66 (z_dim 100); before issue 15, 144.36/144.21 and 103.15/102.79 with seeds 42/7; thresholds 150 and 107. Variants a student might write: sd = exp(log-variance / 2) (Rescaling and an exponential Activation): 144.09 and 103.83 (z_dim 2 and 100); hidden layers of 256 units: 146.98 and 104.93 (z_dim 2 and 100).
 
 Plots (--plots DIR): DIR/vae-z{Z}.png per trained configuration, from the decoding process:
 images decoded from codes drawn from the prior, test images above their reconstructions
@@ -45,6 +48,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from .. import measured
 from ..sandbox import SubmissionError, expect_array, expect_handle
 from ..spec import Assignment, Check, Limits, Outcome
 from ._shared import figure, likely_bug, save
@@ -59,7 +63,6 @@ CONFIGS = {2: (144.3, 150.0), 100: (103.0, 107.0)}
 IW_SAMPLES = 10            # K of the importance-weighted estimate of log p(x)
 EVAL_BATCH = 2000          # images (or codes) per question
 PROBES = 64                # training images whose answers the rebuilt model must reproduce
-PROBE_TOLERANCE = 1e-3     # relative to the answers' scale
 MAX_WEIGHTS_MB = 128       # the trained model's weights, all arrays together
 STEP_IMAGES = 2000         # the train-step check: one epoch on this many training images
 PIXELS = 28 * 28
@@ -77,11 +80,12 @@ SUMMARY = (
     f"change both the encoder's and the decoder's weights). Then {len(CONFIGS)} trainings, 3 points each: "
     + " and ".join(f"z_dim {z}" for z in CONFIGS)
     + f", each a VAE(args) of your parse_args defaults (the grader passes --z_dim and --seed) trained by "
-    f"train() in a new process that gets only the {TRAIN_IMAGES:,} training images. The trained model is "
-    f"taken out with vae.get_weights() (finite float arrays, at most {MAX_WEIGHTS_MB} MiB) and rebuilt "
-    f"with VAE(args) and set_weights() in two new processes, which must reproduce the trained model's "
-    f"answers on {PROBES} training images: one encodes the 10,000 test images, the other decodes "
-    f"latent codes the grader samples from Q(z|x) and never sees a test image. The grader computes the "
+    f"train() in a new process that gets only the {TRAIN_IMAGES:,} training images. The trained encoder and "
+    f"decoder leave that process as their Keras configs and weights (to_json(), get_weights(): built-in "
+    f"layers only, finite floats, at most {MAX_WEIGHTS_MB} MiB) and are rebuilt by the grader's own code, "
+    f"which must reproduce your encode/decode answers on {PROBES} secret training images: the rebuilt "
+    f"encoder encodes the 10,000 test images, the rebuilt decoder, in another process, decodes latent codes "
+    f"the grader samples from Q(z|x) with its own secret noise and never sees a test image. The grader computes the "
     f"test -ELBO, reconstruction (one z per image) + analytic KL, in nats per image (and, for "
     f"information, an importance-weighted -log p(x) with {IW_SAMPLES} samples), which must be at most "
     + " and ".join(f"{threshold:g} for z_dim {z}" for z, (_, threshold) in CONFIGS.items())
@@ -118,11 +122,15 @@ def log_normal(z, mean, sd):
 
 # ------------------------------------------------------------------ talking to the submission
 def encode(sandbox, encoder, images, z_dim):
-    answer = sandbox.call("encode", encoder, images)
+    return expect_encoding(sandbox.call("encode", encoder, images), len(images), z_dim)
+
+
+def expect_encoding(answer, n, z_dim):
+    """(mean, sd) of Q(z|x) for n images, validated."""
     if not isinstance(answer, (list, tuple)) or len(answer) != 2:
         raise SubmissionError("invalid", f"the encoder ({ENCODER}) must give two outputs, [mean, sd]")
-    mean = expect_array(answer[0], f"the encoder's mean ({ENCODER})", shape=(len(images), z_dim))
-    sd = expect_array(answer[1], f"the encoder's sd ({ENCODER})", shape=(len(images), z_dim))
+    mean = expect_array(answer[0], f"the encoder's mean ({ENCODER})", shape=(n, z_dim))
+    sd = expect_array(answer[1], f"the encoder's sd ({ENCODER})", shape=(n, z_dim))
     if np.any(sd <= 0):
         raise SubmissionError("invalid", f"{ENCODER}: the encoder gave a non-positive sd ({np.count_nonzero(sd <= 0)} "
                                          f"of {sd.size} values, minimum {sd.min():.3g}); likely bug: the "
@@ -146,45 +154,6 @@ def parts(sandbox, vae):
     """The handles of the VAE's encoder and decoder."""
     return (expect_handle(sandbox.getattr(vae, "encoder"), "VAE.encoder"),
             expect_handle(sandbox.getattr(vae, "decoder"), "VAE.decoder"))
-
-
-def expect_weights(answer):
-    """The trained model's weights as the grader accepts them: a list of finite float arrays."""
-    if not isinstance(answer, (list, tuple)) or not answer or len(answer) > 100_000:
-        raise SubmissionError("invalid", f"vae.get_weights() returned {type(answer).__name__}, expected a "
-                                         "non-empty list of numpy arrays (keras.Model's get_weights)")
-    for i, array in enumerate(answer):
-        if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
-            what = f"an array of dtype {array.dtype}" if isinstance(array, np.ndarray) else type(array).__name__
-            raise SubmissionError("invalid", f"vae.get_weights()[{i}] is {what}, expected a float array")
-    total = sum(array.nbytes for array in answer)
-    if total > MAX_WEIGHTS_MB << 20:
-        raise SubmissionError("invalid", f"vae.get_weights() holds {total / 2**20:.0f} MiB, more than the "
-                                         f"{MAX_WEIGHTS_MB} MiB a model may have")
-    for i, array in enumerate(answer):
-        if not np.all(np.isfinite(array)):
-            raise SubmissionError("invalid", f"vae.get_weights()[{i}] has non-finite values (NaN or infinity): "
-                                             "the training diverged")
-    return list(answer)
-
-
-def rebuilt(sandbox, z_dim, seed, weights):
-    """VAE(args) in this (new) process with the trained weights; its encoder and decoder."""
-    _, vae = new_vae(sandbox, z_dim, seed)
-    sandbox.call(vae.method("set_weights"), weights, phase="vae.set_weights(the trained weights)")
-    return parts(sandbox, vae)
-
-
-def reproduces(name, got, expected):
-    """Fails the check unless the rebuilt model gave (nearly) what the trained one gave."""
-    error = max(float(np.max(np.abs(g - e))) / (1 + float(np.max(np.abs(e)))) for g, e in zip(got, expected))
-    if error > PROBE_TOLERANCE:
-        raise SubmissionError("invalid", f"the model rebuilt from vae.get_weights() in a new process does not "
-                                         f"reproduce the trained model: {name} for {PROBES} training images differ by "
-                                         f"up to {error:.3g} (relative; allowed {PROBE_TOLERANCE:g}). The grader "
-                                         "measures the rebuilt model, so everything the model uses must be in its "
-                                         "weights (is something kept outside them, or is the model random at test "
-                                         "time?)")
 
 
 # ------------------------------------------------------------------ unit checks
@@ -235,6 +204,11 @@ def check_reparametrized(ctx):
         return Outcome(False, f"sample_z: (z - mean) / sd should be standard normal, it has mean {epsilon.mean():.3f} "
                               f"and sd {epsilon.std():.3f}: is z drawn from Normal(mean, sd)?",
                        value=float(epsilon.std()), threshold="N(0, 1)")
+    again = expect_array(ctx.sandbox.call("sample_z", mean, sd), "sample_z", shape=mean.shape)
+    if np.array_equal(again, z):
+        return Outcome(False, "sample_z gave the same z at two calls with the same mean and sd: epsilon must be "
+                              "new random numbers at every call (a fixed seed, or noise drawn once and kept?)",
+                       value=0.0, threshold="new epsilon at every call")
     d_mean = expect_array(d_mean, "d sample_z / d mean", shape=mean.shape)
     d_sd = expect_array(d_sd, "d sample_z / d sd", shape=sd.shape)
     error = float(max(np.max(np.abs(d_mean - 1)), np.max(np.abs(d_sd - epsilon))))
@@ -263,6 +237,12 @@ def check_latent_loss(ctx):
         "the KL is averaged over the latent dimensions instead of summed": expected / mean.shape[1],
         "the sd is used as a variance": lambda: analytic_kl(mean, np.sqrt(sd)),
         "the sd is used as a log-variance": lambda: analytic_kl(mean, np.exp(sd / 2)),
+        "-log sd where the formula has -log sd^2 (KL = 1/2 (mean^2 + sd^2 - 1 - log sd^2))":
+            lambda: expected + np.sum(np.log(sd), axis=1) / 2,
+        "-log sd^2 without the 1/2 (KL = 1/2 (mean^2 + sd^2 - 1 - log sd^2))":
+            lambda: expected - np.sum(np.log(sd), axis=1),
+        "the 1/2 is missing (KL = 1/2 (mean^2 + sd^2 - 1 - log sd^2))": 2 * expected,
+        "the sign is reversed (a KL divergence is never negative)": -expected,
     }, atol=1e-3, rtol=1e-3, default="the KL divergence of Normal(mean, sd) from Normal(0, 1), summed over z")
     return Outcome(False, f"latent_loss differs from the analytic KL by up to {error:.3g}; likely bug: {hint}",
                    value=error, threshold="<= 1e-3")
@@ -302,24 +282,29 @@ def check_train_step(ctx):
     images = mnist().train.images[:STEP_IMAGES]
     args, vae = new_vae(sandbox, 2, 1, extra=["--epochs", "1"])
     encoder, decoder = parts(sandbox, vae)
-    before = [expect_weights(sandbox.call(part.method("get_weights"))) for part in (encoder, decoder)]
+    before = [measured.expect_weights(sandbox.call(part.method("get_weights")), f"VAE.{name}.get_weights()")
+              for part, name in ((encoder, "encoder"), (decoder, "decoder"))]
     elbo_before = elbo_terms(sandbox, encoder, decoder, images, 2, ctx.rng("step"))[0].mean()
     sandbox.call("train", vae, images, args, phase="training", timeout=ctx.limits.train_time)
-    after = [expect_weights(sandbox.call(part.method("get_weights"))) for part in (encoder, decoder)]
+    after = [measured.expect_weights(sandbox.call(part.method("get_weights")), f"VAE.{name}.get_weights()")
+             for part, name in ((encoder, "encoder"), (decoder, "decoder"))]
     elbo_after = elbo_terms(sandbox, encoder, decoder, images, 2, ctx.rng("step"))[0].mean()
     value = float(elbo_after - elbo_before)
-    measured = (f"one epoch of train() on {STEP_IMAGES} training images took their -ELBO (measured by the grader) "
+    seen = (f"one epoch of train() on {STEP_IMAGES} training images took their -ELBO (measured by the grader) "
                 f"from {elbo_before:.1f} to {elbo_after:.1f} nats")
     for name, old, new in (("encoder", before[0], after[0]), ("decoder", before[1], after[1])):
         if len(old) == len(new) and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(old, new)):
-            return Outcome(False, f"{STEP}: the {name}'s weights did not change in training ({measured}): the "
+            return Outcome(False, f"{STEP}: the {name}'s weights did not change in training ({seen}): the "
                                   f"gradient step must update the trainable variables of the encoder and of the "
                                   f"decoder", value=value, threshold="< 0")
     if not elbo_after < 0.9 * elbo_before:
-        return Outcome(False, f"{STEP}: {measured}; it should drop: does train_step take a gradient DEScent step on "
-                              "the batch mean of reconstruction_loss + latent_loss?", value=value,
+        failed = ctx.shared.get("vae: failed units", [])
+        hint = (f"{', '.join(failed)} failed its own check: fix that first" if failed else
+                "does train_step take a gradient DEScent step on the batch mean of reconstruction_loss + "
+                "latent_loss, with z sampled from Q(z|x) (sample_z), not its mean?")
+        return Outcome(False, f"{STEP}: {seen}; it should drop: {hint}", value=value,
                        threshold=f"< {-0.1 * elbo_before:.0f}")
-    return Outcome(True, f"{STEP}: {measured}; both networks' weights changed", value=value,
+    return Outcome(True, f"{STEP}: {seen}; both networks' weights changed", value=value,
                    threshold=f"< {-0.1 * elbo_before:.0f}")
 
 
@@ -340,45 +325,61 @@ def check_training(z_dim):
         ctx.progress(f"z_dim {z_dim}: training in a new process on the {len(data.train.images):,} training images")
         sandbox.call("train", vae, data.train.images, args, phase="training", timeout=ctx.limits.train_time)
         phases["training"] = time.monotonic() - t
-        weights = expect_weights(sandbox.call(vae.method("get_weights"), phase="vae.get_weights()"))
-        probes = data.train.images[np.sort(secret.choice(len(data.train.images), PROBES, replace=False))]
         encoder, decoder = parts(sandbox, vae)
+        encoder_model = measured.take(sandbox, encoder, "VAE.encoder", MAX_WEIGHTS_MB)
+        decoder_model = measured.take(sandbox, decoder, "VAE.decoder", MAX_WEIGHTS_MB)
+        probes = data.train.images[np.sort(secret.choice(len(data.train.images), PROBES, replace=False))]
         probe_mean, probe_sd = encode(sandbox, encoder, probes, z_dim)
         probe_z = probe_mean + probe_sd * secret.standard_normal(probe_mean.shape)
         probe_logits = decode(sandbox, decoder, probe_z)
+        ctx.close()  # the submission's process is done: the grader's code measures the models it left
 
-        # 2. Encoding: a new process with the trained weights gets the test images (in a secret order).
+        # 2. Encoding: the grader's code rebuilds the encoder (a new process, never the submission)
+        # and encodes the test images, in a secret order.
         t = time.monotonic()
-        ctx.progress(f"z_dim {z_dim}: encoding the {len(data.test.images):,} test images in a new process "
-                     "with the trained weights")
-        sandbox = ctx.fresh_sandbox()
-        encoder, _ = rebuilt(sandbox, z_dim, seed, weights)
-        reproduces("the means and sds of Q(z|x)", encode(sandbox, encoder, probes, z_dim), (probe_mean, probe_sd))
-        images = data.test.images[secret.permutation(len(data.test.images))]
-        encoded = [encode(sandbox, encoder, images[i:i + EVAL_BATCH], z_dim) for i in range(0, len(images), EVAL_BATCH)]
+        ctx.progress(f"z_dim {z_dim}: encoding the {len(data.test.images):,} test images with the encoder "
+                     "rebuilt by the grader")
+        with measured.Measurement(ctx, f"the encoder ({ENCODER})") as measure:
+            handle = measure.rebuild(*encoder_model)
+            measure.matches(handle, probes, [probe_mean, probe_sd], "the means and sds of Q(z|x)")
+            images = data.test.images[secret.permutation(len(data.test.images))]
+            encoded = [expect_encoding(measure.predict(handle, images[i:i + EVAL_BATCH], outputs=2),
+                                       len(images[i:i + EVAL_BATCH]), z_dim)
+                       for i in range(0, len(images), EVAL_BATCH)]
         mean, sd = (np.concatenate(column) for column in zip(*encoded))
         phases["encoding"] = time.monotonic() - t
 
-        # 3. Decoding: a new process with the trained weights gets latent codes, never a test image.
+        # 3. Decoding: the grader's code rebuilds the decoder in another new process, which gets
+        # latent codes the grader samples (secret noise), never a test image.
         t = time.monotonic()
-        ctx.progress(f"z_dim {z_dim}: decoding {IW_SAMPLES} x {len(images):,} codes in a new process that never "
-                     "sees a test image")
-        sandbox = ctx.fresh_sandbox()
-        _, decoder = rebuilt(sandbox, z_dim, seed, weights)
-        reproduces("the logits", [decode(sandbox, decoder, probe_z)], [probe_logits])
-        rng = ctx.rng("elbo", z_dim)
-        log_weights, reconstruction = np.empty((IW_SAMPLES, len(images))), None
-        low, high = np.inf, -np.inf
-        for k in range(IW_SAMPLES):
-            z = mean + sd * rng.standard_normal(mean.shape)
-            nll = np.empty(len(images))
-            for i in range(0, len(images), EVAL_BATCH):
-                logits = decode(sandbox, decoder, z[i:i + EVAL_BATCH])
-                low, high = min(low, float(logits.min())), max(high, float(logits.max()))
-                nll[i:i + EVAL_BATCH] = bernoulli_nll(images[i:i + EVAL_BATCH], logits)
-            if k == 0:
-                reconstruction = nll  # the ELBO's reconstruction term: one sample of z per image
-            log_weights[k] = -nll + log_normal(z, 0, 1) - log_normal(z, mean, sd)
+        ctx.progress(f"z_dim {z_dim}: decoding {IW_SAMPLES} x {len(images):,} codes with the decoder rebuilt by "
+                     "the grader, in a process that never sees a test image")
+        with measured.Measurement(ctx, f"the decoder ({DECODER})") as measure:
+            handle = measure.rebuild(*decoder_model)
+            measure.matches(handle, probe_z.astype(np.float32), [probe_logits], "the logits")
+
+            def decoded(z):
+                return expect_array(measure.predict(handle, z.astype(np.float32)), f"the decoder ({DECODER})",
+                                    shape=(len(z), 28, 28, 1))
+            log_weights, reconstruction = np.empty((IW_SAMPLES, len(images))), None
+            low, high = np.inf, -np.inf
+            for k in range(IW_SAMPLES):
+                z = mean + sd * secret.standard_normal(mean.shape)
+                nll = np.empty(len(images))
+                for i in range(0, len(images), EVAL_BATCH):
+                    logits = decoded(z[i:i + EVAL_BATCH])
+                    low, high = min(low, float(logits.min())), max(high, float(logits.max()))
+                    nll[i:i + EVAL_BATCH] = bernoulli_nll(images[i:i + EVAL_BATCH], logits)
+                if k == 0:
+                    reconstruction = nll  # the ELBO's reconstruction term: one sample of z per image
+                log_weights[k] = -nll + log_normal(z, 0, 1) - log_normal(z, mean, sd)
+            plot = None
+            if ctx.plots_dir:
+                try:
+                    pick = np.sort(ctx.rng("plots", z_dim).choice(len(images), 16, replace=False))
+                    plot = plot_model(ctx, decoded, z_dim, images[pick], mean[pick])
+                except SubmissionError as failure:  # a picture is feedback, never a reason to fail
+                    plot = failure
         top = log_weights.max(axis=0)
         log_px = top + np.log(np.mean(np.exp(log_weights - top), axis=0))
         kl = analytic_kl(mean, sd)
@@ -394,16 +395,14 @@ def check_training(z_dim):
                 ctx, z_dim, reconstruction.mean(), kl.mean(), low, high)
         details = {"reconstruction": float(reconstruction.mean()), "kl": float(kl.mean()),
                    "iw_nll": float(-log_px.mean()), "iw_samples": IW_SAMPLES, "logits_range": [low, high],
-                   "weights_mb": round(sum(w.nbytes for w in weights) / 2**20, 2),
+                   "weights_mb": round(sum(w.nbytes for w in encoder_model[1] + decoder_model[1]) / 2**20, 2),
                    "training_s": round(phases["training"], 2),
                    "evaluation_s": round(phases["encoding"] + phases["decoding"], 2),
                    "phases_s": {k: round(v, 2) for k, v in phases.items()}}
-        if ctx.plots_dir:
-            try:
-                pick = np.sort(ctx.rng("plots", z_dim).choice(len(images), 16, replace=False))
-                details["plot"] = plot_model(ctx, sandbox, decoder, z_dim, images[pick], mean[pick])
-            except SubmissionError as failure:  # a picture is feedback, never a reason to fail
-                details["plot_error"] = failure.message
+        if isinstance(plot, SubmissionError):
+            details["plot_error"] = plot.message
+        elif plot is not None:
+            details["plot"] = plot
         return Outcome(passed, message, value=nelbo, threshold=f"<= {threshold}", details=details)
     return run
 
@@ -451,17 +450,17 @@ def probabilities(logits):
     return 1 / (1 + np.exp(-np.clip(logits, -30, 30)))
 
 
-def plot_model(ctx, sandbox, decoder, z_dim, originals, means):
-    """Asks the decoding process for prior samples, reconstructions (from the means of Q(z|x)
+def plot_model(ctx, decode, z_dim, originals, means):
+    """Asks the rebuilt decoder (`decode(z)` -> logits) for prior samples, reconstructions (from the means of Q(z|x)
     of `originals`) and (2-D) the latent grid."""
     rng = ctx.rng("plots", z_dim, "prior")
-    samples = probabilities(decode(sandbox, decoder, rng.standard_normal((64, z_dim))))
-    reconstructions = probabilities(decode(sandbox, decoder, means))
+    samples = probabilities(decode(rng.standard_normal((64, z_dim))))
+    reconstructions = probabilities(decode(means))
     grid = None
     if z_dim == 2:
         quantiles = np.array([NormalDist().inv_cdf(q) for q in np.linspace(0.05, 0.95, GRID)])
         codes = np.stack(np.meshgrid(quantiles, quantiles[::-1]), axis=-1).reshape(-1, 2)  # z2 grows upwards
-        grid = probabilities(decode(sandbox, decoder, codes))
+        grid = probabilities(decode(codes))
     return plot_vae(ctx.plots_dir / f"{ctx.assignment.name}-z{z_dim}.png", samples, originals / 255, reconstructions,
                     grid, title=f"VAE, z_dim {z_dim}")
 
