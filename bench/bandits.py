@@ -17,6 +17,7 @@
     python bench/bandits.py --write          # ... and rewrite bandits_constants.py
     python bench/bandits.py --episodes 20 --gradings 1 --grading-episodes 20 --no-timing   # smoke test
 """
+
 import argparse
 import importlib.util
 import sys
@@ -38,9 +39,16 @@ def load_solution():
 
 
 def play(solution, epsilon, alpha, initial, episodes, seed):
-    args = solution.parse_args([f"--epsilon={epsilon}", f"--alpha={alpha}", f"--initial={initial}",
-                                f"--episodes={episodes}", f"--episode_length={spec.EPISODE_LENGTH}",
-                                f"--seed={seed}"])
+    args = solution.parse_args(
+        [
+            f"--epsilon={epsilon}",
+            f"--alpha={alpha}",
+            f"--initial={initial}",
+            f"--episodes={episodes}",
+            f"--episode_length={spec.EPISODE_LENGTH}",
+            f"--seed={seed}",
+        ]
+    )
     return solution.run(args)
 
 
@@ -48,12 +56,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=spec.REFERENCE_EPISODES)
     parser.add_argument("--gradings", type=int, default=40, help="gradings' worth of seeds for the pass rate")
-    parser.add_argument("--grading-episodes", type=int, default=spec.EPISODES,
-                        help="episodes per configuration in those gradings (the grader's: %(default)s)")
+    parser.add_argument(
+        "--grading-episodes",
+        type=int,
+        default=spec.EPISODES,
+        help="episodes per configuration in those gradings (the grader's: %(default)s)",
+    )
     parser.add_argument("--no-timing", action="store_true", help="skip the timing of a whole grading")
-    parser.add_argument("--write", nargs="?", const=str(ROOT / "grader/assignments/bandits_constants.py"),
-                        metavar="PATH", help="write EXPECTED and REFERENCE_EPISODES for the spec "
-                                             "(default: grader/assignments/bandits_constants.py)")
+    parser.add_argument(
+        "--write",
+        nargs="?",
+        const=str(ROOT / "grader/assignments/bandits_constants.py"),
+        metavar="PATH",
+        help="write EXPECTED and REFERENCE_EPISODES for the spec (default: grader/assignments/bandits_constants.py)",
+    )
     args = parser.parse_args()
     solution = load_solution()
     expected = {}
@@ -63,8 +79,9 @@ def main():
     print(f"expected rewards of the reference over {args.episodes} episodes:")
     print("EXPECTED = {", *[f"    {config}: {value}," for config, value in expected.items()], "}", sep="\n")
     if args.write:
-        path = write_constants(args.write, {"EXPECTED": expected, "REFERENCE_EPISODES": args.episodes},
-                               by="bench/bandits.py")
+        path = write_constants(
+            args.write, {"EXPECTED": expected, "REFERENCE_EPISODES": args.episodes}, by="bench/bandits.py"
+        )
         print(f"wrote {path}")
 
     outside, largest = 0, 0.0
@@ -72,14 +89,17 @@ def main():
         for config in spec.EXPECTED:
             mean = play(solution, *config, args.grading_episodes, seed=10_000 + grading).mean()
             error = abs(mean - spec.EXPECTED[config][0])
-            tolerance = spec.mean_tolerance(spec.EXPECTED[config][1], args.grading_episodes, z=spec.Z,
-                                            reference_n=spec.REFERENCE_EPISODES)
+            tolerance = spec.mean_tolerance(
+                spec.EXPECTED[config][1], args.grading_episodes, z=spec.Z, reference_n=spec.REFERENCE_EPISODES
+            )
             outside += error > tolerance
             largest = max(largest, error / tolerance * spec.Z)
-    print(f"reference over {args.gradings} gradings ({len(spec.EXPECTED)} configurations each): "
-          f"{outside} configuration(s) outside the tolerance, largest deviation {largest:.2f} standard errors "
-          f"(tolerance {spec.Z:g}); computed false-failure probability per grading "
-          f"{spec.false_failure_probability():.1e}")
+    print(
+        f"reference over {args.gradings} gradings ({len(spec.EXPECTED)} configurations each): "
+        f"{outside} configuration(s) outside the tolerance, largest deviation {largest:.2f} standard errors "
+        f"(tolerance {spec.Z:g}); computed false-failure probability per grading "
+        f"{spec.false_failure_probability():.1e}"
+    )
     if args.no_timing:
         return
 
@@ -91,8 +111,10 @@ def main():
     report = grade(spec.ASSIGNMENT, ROOT / "solutions/bandits.py")
     graded = time.perf_counter() - start
     testbed = sum(c.duration_s for c in report.checks if c.name.startswith("testbed"))
-    print(f"in-process play of the 3 configurations ({spec.EPISODES} episodes x {spec.EPISODE_LENGTH} steps): "
-          f"{baseline:.2f} s")
+    print(
+        f"in-process play of the 3 configurations ({spec.EPISODES} episodes x {spec.EPISODE_LENGTH} steps): "
+        f"{baseline:.2f} s"
+    )
     print(f"grader testbed checks (isolated child): {testbed:.2f} s  ratio {testbed / baseline:.2f}x")
     print(f"whole grading: {graded:.2f} s (passed: {report.passed})")
 

@@ -24,6 +24,7 @@ per-training and per-grading pass rates under the spec's rule with the binomial 
 probability of a grading, where random search with the same budget lands, and the time the
 table took to build (its header). Timings are reported, never asserted.
 """
+
 import argparse
 import hashlib
 import importlib.util
@@ -41,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 def grader_rng(seed, *labels):
     """The grader's ctx.rng(*labels) for the grader seed `seed` (grader/runner.py)."""
     import numpy as np
+
     digest = hashlib.sha256(repr((seed,) + labels).encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
@@ -62,17 +64,20 @@ def train_once(solution, grader_seed, index):
     import keras
 
     from grader.assignments import nas
+
     t = nas.table()
     seed = nas.training_seed(grader_seed, index)
     relabelling = nas.Relabelling(grader_rng(grader_seed, "bench-relabelling", index), t.num_decisions, t.num_choices)
     served = nas.ServedEvaluations(grader_rng(grader_seed, "search", index), relabelling, nas.BUDGET)
     keras.backend.clear_session()
     started = time.process_time()
-    controller = solution.Controller(t.num_decisions, t.num_choices,
-                                     solution.parse_args(nas.controller_argv(seed, nas.CHUNK) + EXTRA_ARGS))
+    controller = solution.Controller(
+        t.num_decisions, t.num_choices, solution.parse_args(nas.controller_argv(seed, nas.CHUNK) + EXTRA_ARGS)
+    )
 
     class Evaluations:  # the child's stand-in calls the grader's service
         evaluate = staticmethod(served.evaluate)
+
     for chunk in range(nas.BUDGET // nas.CHUNK):
         args = solution.parse_args(nas.controller_argv(seed + 100_000 * chunk, nas.CHUNK) + EXTRA_ARGS)
         solution.train(controller, Evaluations, args)
@@ -80,12 +85,19 @@ def train_once(solution, grader_seed, index):
     model = nas.ControllerWeights(controller.model.get_weights(), t.num_decisions, t.num_choices)
     greedy, _ = model.greedy()
     rank = int(nas.ranks()[t.index(relabelling.to_table(greedy[None])[0])])
-    return {"grader_seed": grader_seed, "index": index, "rank": rank, "passed": rank <= nas.TOP_RANK,
-            "evaluations": len(served.served), "cpu_s": round(cpu, 2)}
+    return {
+        "grader_seed": grader_seed,
+        "index": index,
+        "rank": rank,
+        "passed": rank <= nas.TOP_RANK,
+        "evaluations": len(served.served),
+        "cpu_s": round(cpu, 2),
+    }
 
 
 def grade(solution, grader_seed, all_trainings):
     from grader.assignments import nas
+
     results = []
     for index in range(1, nas.TRAININGS + 1):
         passed = sum(r["passed"] for r in results)
@@ -93,8 +105,11 @@ def grade(solution, grader_seed, all_trainings):
             break
         results.append(train_once(solution, grader_seed, index))
         r = results[-1]
-        print(f"grading {grader_seed} training {index}: rank {r['rank']} ({'pass' if r['passed'] else 'FAIL'}), "
-              f"{r['evaluations']} evaluations, {r['cpu_s']:.1f} s CPU", flush=True)
+        print(
+            f"grading {grader_seed} training {index}: rank {r['rank']} ({'pass' if r['passed'] else 'FAIL'}), "
+            f"{r['evaluations']} evaluations, {r['cpu_s']:.1f} s CPU",
+            flush=True,
+        )
     return results
 
 
@@ -104,6 +119,7 @@ def worker(job):
     set_budget(budget)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
+
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     solution = load_solution(path, variant)
@@ -114,6 +130,7 @@ def set_budget(budget):
     """--budget B/C: try another budget B of evaluations, C per call of train (not the spec's)."""
     if budget:
         from grader.assignments import nas
+
         nas.BUDGET, nas.CHUNK = (int(x) for x in budget.split("/"))
 
 
@@ -121,27 +138,36 @@ def summarize(results):
     import numpy as np
 
     from grader.assignments import nas
+
     by_grading = {}
     for r in results:
         by_grading.setdefault(r["grader_seed"], []).append(r)
     trainings = len(results)
     p = sum(r["passed"] for r in results) / max(1, trainings)
-    gradings = [sum(r["passed"] for r in rs[:nas.TRAININGS]) >= nas.REQUIRED for rs in by_grading.values()]
-    false_fail = sum(__import__("math").comb(3, k) * p ** k * (1 - p) ** (3 - k) for k in range(nas.REQUIRED))
-    print(f"trainings: {sum(r['passed'] for r in results)} of {trainings} rank <= {nas.TOP_RANK} (top "
-          f"{nas.TOP_PERCENT}% of {nas.SPACE_SIZE}): {100 * p:.1f}%; ranks median "
-          f"{int(np.median([r['rank'] for r in results]))}, max {max(r['rank'] for r in results)}")
-    print(f"gradings: {sum(gradings)} of {len(gradings)} pass ({nas.REQUIRED} of at most {nas.TRAININGS}); "
-          f"binomial with the per-training rate: a grading fails with probability {false_fail:.4f}"
-          + (f" (1 in {1 / false_fail:.0f})" if false_fail > 0 else ""))
+    gradings = [sum(r["passed"] for r in rs[: nas.TRAININGS]) >= nas.REQUIRED for rs in by_grading.values()]
+    false_fail = sum(__import__("math").comb(3, k) * p**k * (1 - p) ** (3 - k) for k in range(nas.REQUIRED))
+    print(
+        f"trainings: {sum(r['passed'] for r in results)} of {trainings} rank <= {nas.TOP_RANK} (top "
+        f"{nas.TOP_PERCENT}% of {nas.SPACE_SIZE}): {100 * p:.1f}%; ranks median "
+        f"{int(np.median([r['rank'] for r in results]))}, max {max(r['rank'] for r in results)}"
+    )
+    print(
+        f"gradings: {sum(gradings)} of {len(gradings)} pass ({nas.REQUIRED} of at most {nas.TRAININGS}); "
+        f"binomial with the per-training rate: a grading fails with probability {false_fail:.4f}"
+        + (f" (1 in {1 / false_fail:.0f})" if false_fail > 0 else "")
+    )
     cpu = sorted(r["cpu_s"] for r in results)
     print(f"CPU seconds per training: median {cpu[len(cpu) // 2]:.1f}, max {cpu[-1]:.1f}")
     ranks = nas.random_search(grader_rng(0, "random-search"))
-    print(f"random search with the same budget ({nas.BUDGET} evaluations): median rank {int(np.median(ranks))}, in "
-          f"the top {nas.TOP_RANK} in {100 * np.mean(ranks <= nas.TOP_RANK):.0f}% of 2000 simulated searches")
+    print(
+        f"random search with the same budget ({nas.BUDGET} evaluations): median rank {int(np.median(ranks))}, in "
+        f"the top {nas.TOP_RANK} in {100 * np.mean(ranks <= nas.TOP_RANK):.0f}% of 2000 simulated searches"
+    )
     header = nas.table().header
-    print(f"the table: {nas.SPACE_SIZE} architectures x {len(header['seeds'])} seeds built in "
-          f"{header['build_seconds'] / 60:.1f} min with {header['build_jobs']} process(es) ({header['command']})")
+    print(
+        f"the table: {nas.SPACE_SIZE} architectures x {len(header['seeds'])} seeds built in "
+        f"{header['build_seconds'] / 60:.1f} min with {header['build_jobs']} process(es) ({header['command']})"
+    )
 
 
 def main():
@@ -163,11 +189,14 @@ def main():
         return
     seeds = list(range(args.first_seed, args.first_seed + args.gradings))
     extra = shlex.split(args.args)
-    jobs = [(args.solution, args.variant, seeds[k::args.jobs], args.all_trainings, extra, args.budget)
-            for k in range(args.jobs)]
+    jobs = [
+        (args.solution, args.variant, seeds[k :: args.jobs], args.all_trainings, extra, args.budget)
+        for k in range(args.jobs)
+    ]
     if args.jobs > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
+
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = [r for part in pool.map(worker, jobs) for r in part]
     else:
@@ -175,8 +204,9 @@ def main():
     if args.out:
         with open(args.out, "a") as out:
             out.writelines(json.dumps(r) + "\n" for r in results)
-    print(f"{args.variant} ({args.solution}{' ' + args.args if args.args else ''}), grader seeds "
-          f"{seeds[0]}..{seeds[-1]}:")
+    print(
+        f"{args.variant} ({args.solution}{' ' + args.args if args.args else ''}), grader seeds {seeds[0]}..{seeds[-1]}:"
+    )
     summarize(results)
 
 

@@ -29,6 +29,7 @@ excluded from the clock): once with the vectorized solution and once with the st
 one-episode-at-a-time implementation of bench/reinforce_naive.py, with the same
 hyperparameters; the script prints both times to threshold and their ratio naive/vectorized.
 """
+
 import argparse
 import importlib
 import importlib.util
@@ -75,6 +76,7 @@ class EpisodesProxy:
 
     def reset(self, n):
         from grader.sandbox import Service
+
         try:
             return self.episodes.reset(n)
         except Service.Stop as stop:
@@ -90,6 +92,7 @@ def worker_grade(options) -> dict:
     budget = options.budget if options.budget is not None else budget
     import numpy as np
     import tensorflow as tf
+
     tf.config.threading.set_inter_op_parallelism_threads(limits.threads)  # as the grader's child does
     tf.config.threading.set_intra_op_parallelism_threads(limits.threads)
     from grader.assignments import _reinforce as common
@@ -99,10 +102,14 @@ def worker_grade(options) -> dict:
     ctx = types.SimpleNamespace(seed=options.grader_seed)  # Context.rng needs only the seed
     index, seed = options.index, common.training_seed(options.grader_seed, options.index)
     args = module.parse_args(shlex.split(options.args) + common.agent_argv(seed))
-    transform = (common.Identity() if options.no_relabelling else
-                 common.Transform(np.random.default_rng([options.grader_seed, options.index, 20261127])))
-    episodes = common.TrainingEpisodes(Context.rng(ctx, "training", index), transform, budget=budget,
-                                       time_limit=limits.train_time)
+    transform = (
+        common.Identity()
+        if options.no_relabelling
+        else common.Transform(np.random.default_rng([options.grader_seed, options.index, 20261127]))
+    )
+    episodes = common.TrainingEpisodes(
+        Context.rng(ctx, "training", index), transform, budget=budget, time_limit=limits.train_time
+    )
     agent = module.Agent(common.OBSERVATION_SIZE, common.NUM_ACTIONS, args)
     start = time.perf_counter()
     try:
@@ -112,12 +119,23 @@ def worker_grade(options) -> dict:
     train_s = time.perf_counter() - start
     episodes.flush()
     from grader import measured  # the grader's measuring: the policy rebuilt from its config and weights
+
     policy = measured.rebuild(agent.policy.to_json(), agent.policy.get_weights())
-    returns = common.evaluate(lambda states: measured.predict(policy, states), transform,
-                              seed=int(Context.rng(ctx, "evaluation", index).integers(2**31)))
-    return {"grader_seed": options.grader_seed, "index": index, "seed": seed, "episodes": episodes.started,
-            "time": train_s, "mean_return": float(returns.mean()), "stop_reason": episodes.stop_reason,
-            "curve_last_20": float(np.mean(episodes.curve[-20:])) if episodes.curve else None}
+    returns = common.evaluate(
+        lambda states: measured.predict(policy, states),
+        transform,
+        seed=int(Context.rng(ctx, "evaluation", index).integers(2**31)),
+    )
+    return {
+        "grader_seed": options.grader_seed,
+        "index": index,
+        "seed": seed,
+        "episodes": episodes.started,
+        "time": train_s,
+        "mean_return": float(returns.mean()),
+        "stop_reason": episodes.stop_reason,
+        "curve_last_20": float(np.mean(episodes.curve[-20:])) if episodes.curve else None,
+    }
 
 
 class ThresholdReached(Exception):
@@ -163,6 +181,7 @@ def worker_naive(options) -> dict:
     """Time to threshold of one seed, vectorized or naive, in this (fresh) process."""
     threshold, _, _, _, limits = rule_of(options.which)
     import tensorflow as tf
+
     tf.config.threading.set_inter_op_parallelism_threads(limits.threads)
     tf.config.threading.set_intra_op_parallelism_threads(limits.threads)
     module = load_solution(options.solution)
@@ -199,6 +218,7 @@ def worker_naive(options) -> dict:
         else:
             sys.path.insert(0, str(BENCH))
             from reinforce_naive import train_naive
+
             clock = Clock()
             train_naive(module, args, on_batch=check)
     except ThresholdReached as reached:
@@ -214,10 +234,27 @@ def worker_naive(options) -> dict:
 def run_worker(options, which, mode, grader_seed, index=0):
     """Run one worker in a fresh subprocess; a run exceeding the time limit is killed."""
     *_, limits = rule_of(which)
-    command = [sys.executable, __file__, "--_worker", "--which", which, "--mode", mode,
-               "--grader_seed", str(grader_seed), "--index", str(index), "--args", options.args,
-               "--solution", str(options.solution or REPO / "solutions" / f"{which}.py"),
-               "--eval_every", str(options.eval_every), "--max_episodes", str(options.max_episodes)]
+    command = [
+        sys.executable,
+        __file__,
+        "--_worker",
+        "--which",
+        which,
+        "--mode",
+        mode,
+        "--grader_seed",
+        str(grader_seed),
+        "--index",
+        str(index),
+        "--args",
+        options.args,
+        "--solution",
+        str(options.solution or REPO / "solutions" / f"{which}.py"),
+        "--eval_every",
+        str(options.eval_every),
+        "--max_episodes",
+        str(options.max_episodes),
+    ]
     if options.budget is not None:
         command += ["--budget", str(options.budget)]
     if options.no_relabelling:
@@ -227,8 +264,7 @@ def run_worker(options, which, mode, grader_seed, index=0):
         env[name] = str(limits.threads)
     timeout = limits.train_time + 180 if mode == "grade" else options.naive_time_limit
     try:
-        completed = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env=env, timeout=timeout)
+        completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"grader_seed": grader_seed, "index": index, "timeout": True}
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
@@ -237,7 +273,7 @@ def run_worker(options, which, mode, grader_seed, index=0):
         return {"grader_seed": grader_seed, "index": index, "error": completed.returncode}
     if options.verbose:
         print("\n".join(line for line in completed.stdout.splitlines() if not line.startswith("RESULT ")))
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def fmt(value, spec=".1f"):
@@ -273,9 +309,11 @@ def summarize(options, which, results):
 
     trainings = [r for r in results if r.get("index", 0) >= 1]
     ok = sum(passed(r) for r in trainings)
-    print(f"{which}: per training {ok}/{len(trainings)} pass ({100 * ok / max(1, len(trainings)):.1f}%) "
-          f"[greedy mean >= {threshold}{f', budget {budget} episodes' if budget else ''}, "
-          f"{limits.train_time:g} s]")
+    print(
+        f"{which}: per training {ok}/{len(trainings)} pass ({100 * ok / max(1, len(trainings)):.1f}%) "
+        f"[greedy mean >= {threshold}{f', budget {budget} episodes' if budget else ''}, "
+        f"{limits.train_time:g} s]"
+    )
     by_grading = {}
     for r in trainings:
         by_grading.setdefault(r["grader_seed"], {})[r["index"]] = passed(r)
@@ -283,13 +321,17 @@ def summarize(options, which, results):
     for rk, rn, label in rules:
         outcomes = [o for o in (decided(g, rk, rn) for g in by_grading.values()) if o is not None]
         good = sum(outcomes)
-        print(f"{which}: per grading, {rk} of {rn} trainings{f' ({label})' if label else ''}: "
-              f"{good}/{len(outcomes)} gradings pass ({100 * good / max(1, len(outcomes)):.1f}%)")
+        print(
+            f"{which}: per grading, {rk} of {rn} trainings{f' ({label})' if label else ''}: "
+            f"{good}/{len(outcomes)} gradings pass ({100 * good / max(1, len(outcomes)):.1f}%)"
+        )
     times = [r["time"] for r in trainings if "time" in r]
     episodes = [r["episodes"] for r in trainings if "episodes" in r]
     if times:
-        print(f"{which}: training time median {statistics.median(times):.1f} s, max {max(times):.1f} s; "
-              f"episodes median {statistics.median(episodes):.0f}, max {max(episodes)}")
+        print(
+            f"{which}: training time median {statistics.median(times):.1f} s, max {max(times):.1f} s; "
+            f"episodes median {statistics.median(episodes):.0f}, max {max(episodes)}"
+        )
     print(flush=True)
 
 
@@ -298,11 +340,14 @@ def bench(options, which: str) -> None:
     budget = options.budget if options.budget is not None else budget
     threshold = options.threshold if options.threshold is not None else threshold
     trainings = max([n] + [parse_rule(t)[1] for t in options.rules.split(",") if t])
-    print(f"== {which}: {options.gradings} gradings (grader seeds {options.first_seed}..."
-          f"{options.first_seed + options.gradings - 1}) x {trainings} trainings, solution "
-          f"{options.solution or f'solutions/{which}.py'}, args '{options.args}', budget {budget}, "
-          f"time limit {limits.train_time:g} s, threshold {threshold}, rule {k} of {n}"
-          f"{', CartPole not relabelled' if options.no_relabelling else ''}", flush=True)
+    print(
+        f"== {which}: {options.gradings} gradings (grader seeds {options.first_seed}..."
+        f"{options.first_seed + options.gradings - 1}) x {trainings} trainings, solution "
+        f"{options.solution or f'solutions/{which}.py'}, args '{options.args}', budget {budget}, "
+        f"time limit {limits.train_time:g} s, threshold {threshold}, rule {k} of {n}"
+        f"{', CartPole not relabelled' if options.no_relabelling else ''}",
+        flush=True,
+    )
     results, naive = [], options.naive and which == "reinforce"
     ratios, naive_times, vectorized_times = [], [], []
     others = max([0] + [parse_rule(t)[1] for t in options.rules.split(",") if t])
@@ -322,16 +367,20 @@ def bench(options, which: str) -> None:
             if "mean_return" not in result:
                 print(f"grading {grader_seed:3d} training {index}: FAILED {result}", flush=True)
                 continue
-            line = (f"grading {grader_seed:3d} training {index} (seed {result['seed']}): episodes "
-                    f"{result['episodes']:5d}, train time {result['time']:6.1f} s, greedy mean return "
-                    f"{result['mean_return']:6.1f} {'pass' if result['mean_return'] >= threshold else 'FAIL'}"
-                    + (f" ({result['stop_reason']})" if result["stop_reason"] else ""))
+            line = (
+                f"grading {grader_seed:3d} training {index} (seed {result['seed']}): episodes "
+                f"{result['episodes']:5d}, train time {result['time']:6.1f} s, greedy mean return "
+                f"{result['mean_return']:6.1f} {'pass' if result['mean_return'] >= threshold else 'FAIL'}"
+                + (f" ({result['stop_reason']})" if result["stop_reason"] else "")
+            )
             if naive and index == 1:
                 vectorized = run_worker(options, which, "vectorized", grader_seed)
                 plain = run_worker(options, which, "naive", grader_seed)
                 vt, nt = vectorized.get("threshold_time"), plain.get("threshold_time")
-                line += (f" | to {threshold:g}: vectorized {fmt(vt)} s ({vectorized.get('threshold_episodes')} ep),"
-                         f" naive {fmt(nt)} s ({plain.get('threshold_episodes')} ep)")
+                line += (
+                    f" | to {threshold:g}: vectorized {fmt(vt)} s ({vectorized.get('threshold_episodes')} ep),"
+                    f" naive {fmt(nt)} s ({plain.get('threshold_episodes')} ep)"
+                )
                 if vt and nt:
                     vectorized_times.append(vt)
                     naive_times.append(nt)
@@ -340,10 +389,13 @@ def bench(options, which: str) -> None:
             print(line, flush=True)
     summarize(options, which, results)
     if ratios:
-        print(f"{which}: time to {threshold:g}: vectorized median {statistics.median(vectorized_times):.1f} s, "
-              f"naive median {statistics.median(naive_times):.1f} s; ratio naive/vectorized median "
-              f"{statistics.median(ratios):.1f} (min {min(ratios):.1f}, max {max(ratios):.1f}), "
-              f"ratio of total times {sum(naive_times) / sum(vectorized_times):.1f}", flush=True)
+        print(
+            f"{which}: time to {threshold:g}: vectorized median {statistics.median(vectorized_times):.1f} s, "
+            f"naive median {statistics.median(naive_times):.1f} s; ratio naive/vectorized median "
+            f"{statistics.median(ratios):.1f} (min {min(ratios):.1f}, max {max(ratios):.1f}), "
+            f"ratio of total times {sum(naive_times) / sum(vectorized_times):.1f}",
+            flush=True,
+        )
 
 
 def main(argv=None) -> None:
@@ -358,8 +410,11 @@ def main(argv=None) -> None:
     parser.add_argument("--from", dest="from_file", default=None, type=str, help="Summarize this --out file.")
     parser.add_argument("--budget", default=None, type=int, help="Episode budget (default: the spec's).")
     parser.add_argument("--threshold", default=None, type=float, help="Threshold (default: the spec's).")
-    parser.add_argument("--all_trainings", action="store_true",
-                        help="Run every training of a grading, even once the spec's rule is decided.")
+    parser.add_argument(
+        "--all_trainings",
+        action="store_true",
+        help="Run every training of a grading, even once the spec's rule is decided.",
+    )
     parser.add_argument("--no_relabelling", action="store_true", help="CartPole as it is (a control run).")
     parser.add_argument("--naive", action="store_true", help="Also measure the time to threshold vs. naive.")
     parser.add_argument("--eval_every", default=32, type=int, help="Episodes between time-to-threshold checks.")

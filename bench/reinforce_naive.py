@@ -5,6 +5,7 @@ loss as the solution, but plays one `gym.make("CartPole-v1")` episode at a time 
 eager model call per step, samples with `rng.choice`, and trains with an eager (not
 compiled) gradient step.
 """
+
 import time
 from collections.abc import Callable
 

@@ -9,6 +9,7 @@ interleaved so that both see the same machine. --full also grades every referenc
 solutions/ once in each mode (interleaved, one assignment at a time) and compares the totals.
 Prints each figure's median (min..max) and the ratio bubblewrap / none; asserts nothing.
 """
+
 import argparse
 import statistics
 import sys
@@ -27,8 +28,9 @@ MODES = ("none", "bubblewrap")
 
 def start_once(mode, tensorflow):
     t = time.perf_counter()
-    with Sandbox(b"import numpy\ndef f():\n    return 1\n", "tiny", Limits(), tensorflow=tensorflow,
-                 isolation=mode) as box:
+    with Sandbox(
+        b"import numpy\ndef f():\n    return 1\n", "tiny", Limits(), tensorflow=tensorflow, isolation=mode
+    ) as box:
         box.call("f")
     return time.perf_counter() - t
 
@@ -48,8 +50,11 @@ def main():
     if path is None:
         sys.exit(f"bench/sandbox.py: {reason}")
     user = sandbox_user()
-    print("bubblewrap runs as " + (f"uid {user[0]}, gid {user[1]} (the grader is root)" if user else "the grader's user")
-          + ", with the seccomp policy")
+    print(
+        "bubblewrap runs as "
+        + (f"uid {user[0]}, gid {user[1]} (the grader is root)" if user else "the grader's user")
+        + ", with the seccomp policy"
+    )
     times = {mode: [] for mode in MODES}
     start_once("bubblewrap", args.tensorflow)  # warm the page cache for both
     for _ in range(args.starts):
@@ -74,10 +79,11 @@ def main():
                 report = grade(assignment, solution, isolation=mode)
                 seconds = time.perf_counter() - t
                 totals[mode] += seconds
-                print(f"  {name:20s} {mode:10s} {seconds:7.1f} s  {report.score:g}/{report.max_score:g}",
-                      flush=True)
-        print(f"  total: none {totals['none']:.1f} s, bubblewrap {totals['bubblewrap']:.1f} s, "
-              f"ratio {totals['bubblewrap'] / totals['none']:.3f}")
+                print(f"  {name:20s} {mode:10s} {seconds:7.1f} s  {report.score:g}/{report.max_score:g}", flush=True)
+        print(
+            f"  total: none {totals['none']:.1f} s, bubblewrap {totals['bubblewrap']:.1f} s, "
+            f"ratio {totals['bubblewrap'] / totals['none']:.3f}"
+        )
 
 
 if __name__ == "__main__":

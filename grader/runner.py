@@ -5,6 +5,7 @@ The submission's bytes are read once; their SHA-256 is the report's, and those e
 what every sandbox of the grading gets. What the checks need (data sets, environments) is
 loaded by the assignment's `prepare` before any child starts, so nothing a child could have
 touched is read afterwards."""
+
 import datetime
 import functools
 import hashlib
@@ -19,10 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from . import notebook, secret
-from .sandbox import DeviceUnavailable, Sandbox, SubmissionError
 from .report import CheckResult, Report
+from .sandbox import DeviceUnavailable, Sandbox, SubmissionError
 from .spec import Outcome
-
 
 
 class GraderBug(Exception):
@@ -59,8 +59,19 @@ class Cancel:
 class Context:
     """What a check gets: the submission's sandbox, the seed, the limits and a place for plots."""
 
-    def __init__(self, assignment, submission, limits, device, seed, plots_dir=None, cancel=None, progress=None,
-                 source=None, isolation="bubblewrap"):
+    def __init__(
+        self,
+        assignment,
+        submission,
+        limits,
+        device,
+        seed,
+        plots_dir=None,
+        cancel=None,
+        progress=None,
+        source=None,
+        isolation="bubblewrap",
+    ):
         self.assignment, self.submission, self.limits = assignment, Path(submission), limits
         self.source = Path(submission).read_bytes() if source is None else source
         self.program, self.problem = self._program(limits)
@@ -89,8 +100,11 @@ class Context:
         except notebook.NotebookError as error:
             return notebook.Program(b""), SubmissionError("notebook", str(error))
         if program.cells and len(program.code) > limits.max_submission_bytes:
-            return program, SubmissionError("too_large", f"the notebook's code cells have {len(program.code):,} bytes, "
-                                            f"more than the {limits.max_submission_bytes:,} allowed (outputs do not count)")
+            return program, SubmissionError(
+                "too_large",
+                f"the notebook's code cells have {len(program.code):,} bytes, "
+                f"more than the {limits.max_submission_bytes:,} allowed (outputs do not count)",
+            )
         return program, None
 
     def rng(self, *labels):
@@ -107,8 +121,11 @@ class Context:
         """The names of the unit checks (checks about one function) run so far that failed, among
         those about `functions` (all when none are given): what a later, end-to-end check that
         fails should point at. `unit_functions()` says which functions had unit checks run."""
-        return [name for name, (about, passed) in self.results.items()
-                if len(about) == 1 and not passed and (not functions or about[0] in functions)]
+        return [
+            name
+            for name, (about, passed) in self.results.items()
+            if len(about) == 1 and not passed and (not functions or about[0] in functions)
+        ]
 
     def unit_functions(self):
         return {about[0] for about, _ in self.results.values() if len(about) == 1}
@@ -136,9 +153,17 @@ class Context:
             raise self.problem
         if self._sandbox is None or not self._sandbox.alive:
             self.close()
-            self._sandbox = Sandbox(self.program.code, self.assignment.name, self.limits, self.device_requested,
-                                    self.assignment.tensorflow, self.isolation, display_name=str(self.submission),
-                                    on_output=self._relay if self._progress else None, cells=self.program.cells)
+            self._sandbox = Sandbox(
+                self.program.code,
+                self.assignment.name,
+                self.limits,
+                self.device_requested,
+                self.assignment.tensorflow,
+                self.isolation,
+                display_name=str(self.submission),
+                on_output=self._relay if self._progress else None,
+                cells=self.program.cells,
+            )
             try:
                 self._sandbox.start()
             finally:
@@ -187,13 +212,24 @@ def prepare(assignment):
         _prepared(assignment.prepare)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _prepared(function):
     return function()
 
 
-def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_dir=None, progress=None,
-          cancel=None, source=None, isolation="bubblewrap"):
+def grade(
+    assignment,
+    submission,
+    *,
+    limits=None,
+    device="cpu",
+    seed=42,
+    plots_dir=None,
+    progress=None,
+    cancel=None,
+    source=None,
+    isolation="bubblewrap",
+):
     """Grades one submission file (its bytes `source` when the caller has read them already);
     returns its Report (grader/report.py). Raises DeviceUnavailable when the requested device is missing,
     GraderBug for errors of the grader itself and Cancelled when `cancel` (a Cancel) was
@@ -201,7 +237,7 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
     limits = limits or assignment.limits
     prepare(assignment)
     ctx = Context(assignment, submission, limits, device, seed, plots_dir, cancel, progress, source, isolation)
-    started, t0 = datetime.datetime.now(datetime.timezone.utc), time.monotonic()
+    started, t0 = datetime.datetime.now(datetime.UTC), time.monotonic()
     results, todos, error = [], [], None
     if cancel is not None:
         cancel.watch(ctx)
@@ -216,7 +252,9 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
                 progress(check.name)
             t, cpu = time.monotonic(), ctx.cpu_seconds()
             if error is not None:
-                outcome = Outcome(False, "not run: " + NOT_RUN.get(error.kind, "the submission could not be imported (see above)"))
+                outcome = Outcome(
+                    False, "not run: " + NOT_RUN.get(error.kind, "the submission could not be imported (see above)")
+                )
             else:
                 try:
                     outcome = check.run(ctx)
@@ -229,8 +267,10 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
                 except (DeviceUnavailable, Cancelled):
                     raise
                 except Exception as bug:
-                    raise GraderBug(f"check {check.name!r} of {assignment.name} failed inside the grader: "
-                                    f"{type(bug).__name__}: {bug}\n{traceback.format_exc()}") from bug
+                    raise GraderBug(
+                        f"check {check.name!r} of {assignment.name} failed inside the grader: "
+                        f"{type(bug).__name__}: {bug}\n{traceback.format_exc()}"
+                    ) from bug
             results.append(check_entry(check, outcome, time.monotonic() - t, ctx.cpu_seconds() - cpu))
             ctx.results[check.name] = (check.functions, results[-1].passed)
     finally:
@@ -242,22 +282,42 @@ def grade(assignment, submission, *, limits=None, device="cpu", seed=42, plots_d
     score = sum(r.score for r in results)
     passed = error is None and all(r.passed for r in results)
     return Report(
-        assignment=assignment.name, title=assignment.title, submission=str(submission),
-        sha256=hashlib.sha256(ctx.source).hexdigest(), sandbox=isolation,
-        status="passed" if passed else "failed", passed=passed, score=round(score, 4),
-        max_score=assignment.max_score, error=error.message if error else None,
-        error_kind=error.kind if error else None, error_details=(error.details or None) if error else None,
-        todos=sorted(set(todos)), notes=list(ctx.program.notes), checks=results,
-        graded_at_submission=[c.name for c in assignment.checks if c not in assignment.graded_checks], device=ctx.device or "cpu", seed=seed, limits=asdict(limits),
-        durations={"total_s": round(time.monotonic() - t0, 3), "start_s": round(start_s, 3),
-                   "cpu_s": round(ctx.cpu_seconds(), 3), "start_cpu_s": round(start_cpu, 3)},
-        started_at=started.isoformat(timespec="seconds"), versions=versions())
+        assignment=assignment.name,
+        title=assignment.title,
+        submission=str(submission),
+        sha256=hashlib.sha256(ctx.source).hexdigest(),
+        sandbox=isolation,
+        status="passed" if passed else "failed",
+        passed=passed,
+        score=round(score, 4),
+        max_score=assignment.max_score,
+        error=error.message if error else None,
+        error_kind=error.kind if error else None,
+        error_details=(error.details or None) if error else None,
+        todos=sorted(set(todos)),
+        notes=list(ctx.program.notes),
+        checks=results,
+        graded_at_submission=[c.name for c in assignment.checks if c not in assignment.graded_checks],
+        device=ctx.device or "cpu",
+        seed=seed,
+        limits=asdict(limits),
+        durations={
+            "total_s": round(time.monotonic() - t0, 3),
+            "start_s": round(start_s, 3),
+            "cpu_s": round(ctx.cpu_seconds(), 3),
+            "start_cpu_s": round(start_cpu, 3),
+        },
+        started_at=started.isoformat(timespec="seconds"),
+        versions=versions(),
+    )
 
 
-NOT_RUN = {"syntax": "the file has a syntax error (see above)",
-           "import": "the file could not be imported (see above)",
-           "too_large": "the file is too large (see above)",
-           "notebook": "the notebook could not be read (see above)"}
+NOT_RUN = {
+    "syntax": "the file has a syntax error (see above)",
+    "import": "the file could not be imported (see above)",
+    "too_large": "the file is too large (see above)",
+    "notebook": "the notebook could not be read (see above)",
+}
 
 
 def todo_name(failure):
@@ -269,8 +329,12 @@ def failed(check, failure):
     a function the check is not about is what the check needs, not what it found wrong."""
     details = {"kind": failure.kind, "traceback": failure.details}
     if failure.kind == "todo" and check.functions and todo_name(failure) not in check.functions:
-        return Outcome(False, f"not run: needs {todo_name(failure)}, which is unfinished (TODO); this check is "
-                              f"about {', '.join(check.functions)}", details=dict(details, needs=todo_name(failure)))
+        return Outcome(
+            False,
+            f"not run: needs {todo_name(failure)}, which is unfinished (TODO); this check is "
+            f"about {', '.join(check.functions)}",
+            details=dict(details, needs=todo_name(failure)),
+        )
     return Outcome(False, failure.message, details=details)
 
 
@@ -278,11 +342,16 @@ def problem_report(assignment, submission, kind, message, status="failed"):
     """The report of a submission that could not be graded: `kind` says why (e.g. `missing`,
     `ambiguous`; status "error" and kind `grader` for an error of the grader itself)."""
     return Report(
-        assignment=assignment.name if assignment else None, title=assignment.title if assignment else "",
+        assignment=assignment.name if assignment else None,
+        title=assignment.title if assignment else "",
         submission=str(submission) if submission else None,
-        sha256=sha256_of(submission) if submission else None, status=status,
-        max_score=assignment.max_score if assignment else 0, error=message, error_kind=kind,
-        started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        sha256=sha256_of(submission) if submission else None,
+        status=status,
+        max_score=assignment.max_score if assignment else 0,
+        error=message,
+        error_kind=kind,
+        started_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
 
 
 def check_entry(check, outcome, seconds, cpu_seconds=0.0):
@@ -293,7 +362,17 @@ def check_entry(check, outcome, seconds, cpu_seconds=0.0):
         value = value.item()
     if isinstance(value, float):
         value = round(value, 4)
-    return CheckResult(name=check.name, description=check.description, passed=bool(outcome.passed),
-                       score=round(fraction * check.points, 4), max_score=check.points, value=value,
-                       threshold=outcome.threshold, message=outcome.message, visibility=check.visibility,
-                       duration_s=round(seconds, 3), cpu_s=round(cpu_seconds, 3), details=outcome.details)
+    return CheckResult(
+        name=check.name,
+        description=check.description,
+        passed=bool(outcome.passed),
+        score=round(fraction * check.points, 4),
+        max_score=check.points,
+        value=value,
+        threshold=outcome.threshold,
+        message=outcome.message,
+        visibility=check.visibility,
+        duration_s=round(seconds, 3),
+        cpu_s=round(cpu_seconds, 3),
+        details=outcome.details,
+    )

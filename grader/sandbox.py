@@ -30,6 +30,7 @@ against a hostile submission (the command line refuses to grade a class that way
 Answers come back as numbers, strings, containers and numpy arrays only (grader/child.py);
 the assignment's checks validate them with `expect_array`.
 """
+
 import functools
 import inspect
 import json
@@ -80,6 +81,7 @@ class DeviceUnavailable(Exception):
 @dataclass(frozen=True)
 class Handle:
     """An object that lives in the child (e.g. the student's Agent); only its number crosses."""
+
     number: int
 
     def method(self, name):
@@ -118,7 +120,7 @@ class Service:
 
 
 # ------------------------------------------------------------------ bubblewrap
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bubblewrap():
     """(path of bwrap, None) when bubblewrap can make a sandbox here, else (None, the reason)."""
     path = shutil.which("bwrap")
@@ -127,9 +129,25 @@ def bubblewrap():
     try:  # as the sandbox will run: as the unprivileged user when root, in its namespaces, with the policy
         seccomp = memory_file("seccomp", seccomp_program())
         try:
-            probe = subprocess.run([*drop_privileges(), path, *namespaces(), *system_binds(), "--proc", "/proc",
-                                    *proc_covers(), "--seccomp", str(seccomp), "--", "/bin/true"],
-                                   capture_output=True, text=True, timeout=30, pass_fds=(seccomp,))
+            probe = subprocess.run(
+                [
+                    *drop_privileges(),
+                    path,
+                    *namespaces(),
+                    *system_binds(),
+                    "--proc",
+                    "/proc",
+                    *proc_covers(),
+                    "--seccomp",
+                    str(seccomp),
+                    "--",
+                    "/bin/true",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                pass_fds=(seccomp,),
+            )
         finally:
             os.close(seccomp)
     except (OSError, RuntimeError, subprocess.SubprocessError) as error:
@@ -164,23 +182,80 @@ def drop_privileges():
         return []
     setpriv = shutil.which("setpriv")
     if setpriv is None:
-        raise RuntimeError("setpriv (util-linux) is needed to run the sandbox as an unprivileged user when "
-                           "the grader is root (Debian/Ubuntu: apt-get install util-linux)")
-    return [setpriv, "--reuid", str(user[0]), "--regid", str(user[1]), "--clear-groups", "--inh-caps", "-all",
-            "--bounding-set", "-all", "--no-new-privs", "--"]
+        raise RuntimeError(
+            "setpriv (util-linux) is needed to run the sandbox as an unprivileged user when "
+            "the grader is root (Debian/Ubuntu: apt-get install util-linux)"
+        )
+    return [
+        setpriv,
+        "--reuid",
+        str(user[0]),
+        "--regid",
+        str(user[1]),
+        "--clear-groups",
+        "--inh-caps",
+        "-all",
+        "--bounding-set",
+        "-all",
+        "--no-new-privs",
+        "--",
+    ]
 
 
 # The seccomp policy, after Docker's default profile: these fail with EPERM in the sandbox.
 DENIED_SYSCALLS = (
-    "keyctl", "add_key", "request_key",                                # the kernel's keyrings
-    "bpf", "perf_event_open", "userfaultfd", "lookup_dcookie",         # kernel attack surface
-    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",  # other processes' memory
-    "mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen", "fsconfig", "fsmount",
-    "fspick", "mount_setattr", "unshare", "setns",                     # file systems and namespaces
-    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "reboot",
-    "swapon", "swapoff", "acct", "syslog", "quotactl", "quotactl_fd", "nfsservctl", "open_by_handle_at",
-    "settimeofday", "clock_settime", "clock_adjtime", "vhangup", "iopl", "ioperm", "uselib", "sysfs",
-    "_sysctl", "fanotify_init", "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "keyctl",
+    "add_key",
+    "request_key",  # the kernel's keyrings
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "lookup_dcookie",  # kernel attack surface
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "pidfd_getfd",  # other processes' memory
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "unshare",
+    "setns",  # file systems and namespaces
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "syslog",
+    "quotactl",
+    "quotactl_fd",
+    "nfsservctl",
+    "open_by_handle_at",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "vhangup",
+    "iopl",
+    "ioperm",
+    "uselib",
+    "sysfs",
+    "_sysctl",
+    "fanotify_init",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
 )
 NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x00000080)
 # personality() flags that weaken the process (ADDR_NO_RANDOMIZE: no ASLR, MMAP_PAGE_ZERO,
@@ -189,7 +264,7 @@ UNSAFE_PERSONALITY_FLAGS = (0x0040000, 0x0100000, 0x0200000, 0x0400000, 0x080000
 TERMINAL_IOCTLS = (0x5412, 0x541C)  # TIOCSTI (type into a terminal), TIOCLINUX
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def seccomp_program():
     """The BPF program of the policy (bytes), built with libseccomp: DENIED_SYSCALLS, clone with
     any namespace flag, personality with an unsafe flag, and terminal-injecting ioctls fail
@@ -198,6 +273,7 @@ def seccomp_program():
     import errno
 
     import pyseccomp as sc
+
     deny = sc.ERRNO(errno.EPERM)
     policy = sc.SyscallFilter(defaction=sc.ALLOW)
     try:  # a binary tree of the system call numbers: a few comparisons per call, not one per rule
@@ -213,7 +289,7 @@ def seccomp_program():
         policy.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
     policy.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
     for flag in UNSAFE_PERSONALITY_FLAGS:  # the flag set in any value but 0xffffffff (the query): for
-        for bit in range(32):                # each other bit, "flag set and that bit clear"
+        for bit in range(32):  # each other bit, "flag set and that bit clear"
             if 1 << bit != flag:
                 policy.add_rule(deny, "personality", sc.Arg(0, sc.MASKED_EQ, flag | 1 << bit, flag))
     for request in TERMINAL_IOCTLS:
@@ -229,8 +305,21 @@ def seccomp_program():
 
 
 def namespaces():
-    return ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-            "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox", "--cap-drop", "ALL"]
+    return [
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_UID),
+        "--hostname",
+        "sandbox",
+        "--cap-drop",
+        "ALL",
+    ]
 
 
 def system_binds():
@@ -258,6 +347,7 @@ def hidden_folders(binds):
     try:
         sys.path.insert(0, str(REPO))
         import datasets
+
         places = datasets.data_folders()
     except (ImportError, AttributeError):
         return []
@@ -278,8 +368,12 @@ def gpu_binds(dev="/dev"):
     if names:
         args += ["--ro-bind", "/sys", "/sys"]
     for folder in os.environ.get("LD_LIBRARY_PATH", "").split(":"):  # the driver's libraries outside /usr
-        if folder and os.path.isdir(folder) and not Path(folder).resolve().is_relative_to("/usr") and any(
-                name.startswith(("libcuda", "libnvidia", "libcudnn", "libcublas")) for name in os.listdir(folder)):
+        if (
+            folder
+            and os.path.isdir(folder)
+            and not Path(folder).resolve().is_relative_to("/usr")
+            and any(name.startswith(("libcuda", "libnvidia", "libcudnn", "libcublas")) for name in os.listdir(folder))
+        ):
             args += ["--ro-bind", folder, folder]
     return args
 
@@ -302,8 +396,12 @@ def device_nodes():
     args = ["--tmpfs", "/dev"]
     for name in ("null", "zero", "full", "random", "urandom"):
         args += ["--dev-bind", f"/dev/{name}", f"/dev/{name}"]
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
-                         ("stderr", "/proc/self/fd/2")):
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
         args += ["--symlink", target, f"/dev/{name}"]
     return args
 
@@ -334,11 +432,22 @@ def staging(stage):
             pass
     unshare = shutil.which("unshare")
     if unshare is None:
-        raise RuntimeError("unshare (util-linux) is needed to run the sandbox when the grader is root "
-                           "(Debian/Ubuntu: apt-get install util-linux)")
-    return [unshare, "--mount", "--propagation", "private", "/bin/sh", "-c",
-            'while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 126; shift 2; done; shift; exec "$@"',
-            "stage", *binds, "--"], sources
+        raise RuntimeError(
+            "unshare (util-linux) is needed to run the sandbox when the grader is root "
+            "(Debian/Ubuntu: apt-get install util-linux)"
+        )
+    return [
+        unshare,
+        "--mount",
+        "--propagation",
+        "private",
+        "/bin/sh",
+        "-c",
+        'while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 126; shift 2; done; shift; exec "$@"',
+        "stage",
+        *binds,
+        "--",
+    ], sources
 
 
 def bwrap_arguments(module, limits, device, tensorflow, fds, sources=None):
@@ -347,8 +456,22 @@ def bwrap_arguments(module, limits, device, tensorflow, fds, sources=None):
     `sources` maps Python folders to where bubblewrap finds them (see `staging`)."""
     binds = python_folders()
     # The writable tmpfs first: the Python folders may lie under the host's /tmp (a clone in mktemp -d).
-    args = [*namespaces(), *system_binds(), "--proc", "/proc", *proc_covers(), *device_nodes(),
-            "--size", str(limits.disk_mb << 20), "--tmpfs", "/tmp", "--size", str(limits.disk_mb << 20), "--tmpfs", "/dev/shm"]
+    args = [
+        *namespaces(),
+        *system_binds(),
+        "--proc",
+        "/proc",
+        *proc_covers(),
+        *device_nodes(),
+        "--size",
+        str(limits.disk_mb << 20),
+        "--tmpfs",
+        "/tmp",
+        "--size",
+        str(limits.disk_mb << 20),
+        "--tmpfs",
+        "/dev/shm",
+    ]
     for folder in binds:
         args += ["--ro-bind", str((sources or {}).get(folder, folder)), str(folder)]
     for folder in hidden_folders([Path("/usr"), *binds]):
@@ -356,9 +479,17 @@ def bwrap_arguments(module, limits, device, tensorflow, fds, sources=None):
     for name in ("ld.so.cache", "fonts", "localtime"):
         if os.path.exists(f"/etc/{name}"):
             args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-    args += ["--ro-bind-data", str(fds["child"]), f"{INSIDE}/child.py",
-             "--ro-bind-data", str(fds["submission"]), f"{INSIDE}/submission/{module}.py",
-             "--ro-bind-data", str(fds["passwd"]), "/etc/passwd"]
+    args += [
+        "--ro-bind-data",
+        str(fds["child"]),
+        f"{INSIDE}/child.py",
+        "--ro-bind-data",
+        str(fds["submission"]),
+        f"{INSIDE}/submission/{module}.py",
+        "--ro-bind-data",
+        str(fds["passwd"]),
+        "/etc/passwd",
+    ]
     if "seccomp" in fds:
         args += ["--seccomp", str(fds["seccomp"])]
     if tensorflow and device in ("gpu", "auto"):
@@ -369,12 +500,23 @@ def bwrap_arguments(module, limits, device, tensorflow, fds, sources=None):
 
 def child_environment(workdir, threads, device, tensorflow):
     env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
-        "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-        "MPLBACKEND": "Agg", "MPLCONFIGDIR": os.path.join(workdir, ".matplotlib"), "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "LANG": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": os.path.join(workdir, ".matplotlib"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
     }
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                 "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+    for name in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "TF_NUM_INTRAOP_THREADS",
+        "TF_NUM_INTEROP_THREADS",
+    ):
         env[name] = str(threads)
     if device == "cpu" or not tensorflow:
         env["CUDA_VISIBLE_DEVICES"] = "-1"
@@ -473,8 +615,10 @@ class Cgroup:
             return ""
 
     def _stat(self, index, name):
-        return dict((k, int(v)) for k, v in (line.split() for line in self._read(index, name).splitlines()
-                                             if len(line.split()) == 2))
+        return dict(
+            (k, int(v))
+            for k, v in (line.split() for line in self._read(index, name).splitlines() if len(line.split()) == 2)
+        )
 
     def memory(self):
         """Bytes of anonymous memory and tmpfs files (the sandbox's /tmp) in the group."""
@@ -563,7 +707,9 @@ def _own_cgroup_v2():
             break
     else:
         return None
-    path = next((line[3:] for line in Path("/proc/self/cgroup").read_text().splitlines() if line.startswith("0::")), None)
+    path = next(
+        (line[3:] for line in Path("/proc/self/cgroup").read_text().splitlines() if line.startswith("0::")), None
+    )
     own = root / path.lstrip("/") if path else root
     try:
         enabled = (own / "cgroup.subtree_control").read_text().split()
@@ -587,8 +733,15 @@ def process_table():
             namespace = os.readlink(f"/proc/{entry}/ns/pid")
         except (OSError, IndexError):
             continue
-        table[int(entry)] = (int(fields[1]), int(fields[2]), int(fields[3]), int(fields[17]),
-                             int(fields[21]) * page, namespace, sum(int(f) for f in fields[11:15]) / tick)
+        table[int(entry)] = (
+            int(fields[1]),
+            int(fields[2]),
+            int(fields[3]),
+            int(fields[17]),
+            int(fields[21]) * page,
+            namespace,
+            sum(int(f) for f in fields[11:15]) / tick,
+        )
     return table
 
 
@@ -606,8 +759,7 @@ class Usage:
         if self.namespace is None and self.sandboxed:
             table = process_table() if table is None else table
             own = os.readlink("/proc/self/ns/pid")
-            self.namespace = next((row[5] for row in table.values()
-                                   if row[0] == self.root_pid and row[5] != own), None)
+            self.namespace = next((row[5] for row in table.values() if row[0] == self.root_pid and row[5] != own), None)
         return self.namespace
 
     def members(self, table):
@@ -624,8 +776,11 @@ class Usage:
         else:
             table = process_table()
             namespace = self.find_namespace(table) if self.sandboxed else None
-            pids = [pid for pid, row in table.items() if (row[5] == namespace if self.sandboxed else
-                                                          row[2] == self.root_pid or pid == self.root_pid)]
+            pids = [
+                pid
+                for pid, row in table.items()
+                if (row[5] == namespace if self.sandboxed else row[2] == self.root_pid or pid == self.root_pid)
+            ]
         total = 0
         for pid in pids:
             try:
@@ -649,8 +804,11 @@ class Usage:
             return self.cpu
         if cpu is None:
             table = process_table()
-            members = ([table[pid] for pid in self.cgroup.pids() if pid in table] if self.cgroup is not None
-                       else self.members(table))
+            members = (
+                [table[pid] for pid in self.cgroup.pids() if pid in table]
+                if self.cgroup is not None
+                else self.members(table)
+            )
             cpu = sum(row[6] for row in members)
         self.cpu = max(self.cpu, cpu)
         return self.cpu
@@ -724,18 +882,26 @@ class Deadline:
         starved = waited - self.probe[1] >= 0.5 * (wall - self.probe[0])
         self.probe = None
         if not starved:
-            return (f"slept: {wall:.3g} wall seconds, {self.sandbox.limits.wall_factor:g}x "
-                    f"the limit of {self.limit:g} (while using {cpu:.2f} CPU seconds)")
+            return (
+                f"slept: {wall:.3g} wall seconds, {self.sandbox.limits.wall_factor:g}x "
+                f"the limit of {self.limit:g} (while using {cpu:.2f} CPU seconds)"
+            )
         if wall > self.backstop * self.STARVED_FACTOR:
-            raise MachineTooBusy(f"the machine is too busy to grade: the submission waited for a CPU for most of "
-                                 f"{wall:.0f} wall seconds and got {cpu:.1f} CPU seconds of its {self.limit:g}")
+            raise MachineTooBusy(
+                f"the machine is too busy to grade: the submission waited for a CPU for most of "
+                f"{wall:.0f} wall seconds and got {cpu:.1f} CPU seconds of its {self.limit:g}"
+            )
         self.wall_limit = wall + self.limit  # a busy machine: wait on while it computes
         return None
 
     def used(self):
         """{"cpu_s", "wall_s", "cpu_limit_s", "wall_limit_s"} so far, for reports."""
-        return {"cpu_s": round(self.cpu(), 3), "wall_s": round(self.wall(), 3), "cpu_limit_s": self.limit,
-                "wall_limit_s": self.wall_limit}
+        return {
+            "cpu_s": round(self.cpu(), 3),
+            "wall_s": round(self.wall(), 3),
+            "cpu_limit_s": self.limit,
+            "wall_limit_s": self.wall_limit,
+        }
 
 
 # ------------------------------------------------------------------ the sandbox
@@ -744,8 +910,18 @@ class Sandbox:
     context manager. `isolation` is "bubblewrap" or "none"; `on_output(line)` receives what
     the submission prints, line by line, as it prints it (for progress; never for scoring)."""
 
-    def __init__(self, source, module, limits, device="cpu", tensorflow=False, isolation="bubblewrap",
-                 display_name=None, on_output=None, cells=()):
+    def __init__(
+        self,
+        source,
+        module,
+        limits,
+        device="cpu",
+        tensorflow=False,
+        isolation="bubblewrap",
+        display_name=None,
+        on_output=None,
+        cells=(),
+    ):
         self.source, self.module, self.limits = bytes(source), module, limits
         self.cells = [list(cell) for cell in cells]  # a notebook's: its code's lines -> cells (grader/notebook.py)
         self.device_requested, self.tensorflow, self.isolation = device, tensorflow, isolation
@@ -764,24 +940,36 @@ class Sandbox:
     # ------------------------------------------------------------ life cycle
     def start(self):
         if len(self.source) > self.limits.max_submission_bytes:
-            raise SubmissionError("too_large", f"the file has {len(self.source):,} bytes, more than the "
-                                               f"{self.limits.max_submission_bytes:,} allowed")
+            raise SubmissionError(
+                "too_large",
+                f"the file has {len(self.source):,} bytes, more than the {self.limits.max_submission_bytes:,} allowed",
+            )
         to_child_r, self.to_child = os.pipe()
         os.set_blocking(self.to_child, False)  # writes wait with a deadline (a child may stop reading)
         self.from_child, from_child_w = os.pipe()
         output_r, output_w = os.pipe()
-        config = {"rfd": to_child_r, "wfd": from_child_w, "module": self.module, "display": self.display_name,
-                  "tensorflow": self.tensorflow, "device": self.device_requested, "threads": self.limits.threads,
-                  "max_file_bytes": self.limits.disk_mb << 20, "cells": self.cells}
+        config = {
+            "rfd": to_child_r,
+            "wfd": from_child_w,
+            "module": self.module,
+            "display": self.display_name,
+            "tensorflow": self.tensorflow,
+            "device": self.device_requested,
+            "threads": self.limits.threads,
+            "max_file_bytes": self.limits.disk_mb << 20,
+            "cells": self.cells,
+        }
         fds = {}
         if self.isolation == "bubblewrap":
             path, reason = bubblewrap()
             if path is None:
                 raise RuntimeError(reason)
-            fds = {"child": memory_file("child.py", CHILD_SCRIPT.read_bytes()),
-                   "submission": memory_file("submission", self.source),
-                   "passwd": memory_file("passwd", f"sandbox:x:{SANDBOX_UID}:{SANDBOX_UID}::/tmp:/bin/false\n".encode()),
-                   "seccomp": memory_file("seccomp", seccomp_program())}
+            fds = {
+                "child": memory_file("child.py", CHILD_SCRIPT.read_bytes()),
+                "submission": memory_file("submission", self.source),
+                "passwd": memory_file("passwd", f"sandbox:x:{SANDBOX_UID}:{SANDBOX_UID}::/tmp:/bin/false\n".encode()),
+                "seccomp": memory_file("seccomp", seccomp_program()),
+            }
             config["submission"] = f"{INSIDE}/submission/{self.module}.py"
             prefix, sources = [], None
             if sandbox_user() is not None:  # root: bubblewrap runs as an unprivileged user (see sandbox_user)
@@ -789,9 +977,17 @@ class Sandbox:
                 os.chmod(self.workdir, 0o755)
                 prefix, sources = staging(self.workdir)
                 prefix += drop_privileges()
-            command = [*prefix, path,
-                       *bwrap_arguments(self.module, self.limits, self.device_requested, self.tensorflow, fds, sources),
-                       "--", interpreter(), "-I", "-B", f"{INSIDE}/child.py", json.dumps(config)]
+            command = [
+                *prefix,
+                path,
+                *bwrap_arguments(self.module, self.limits, self.device_requested, self.tensorflow, fds, sources),
+                "--",
+                interpreter(),
+                "-I",
+                "-B",
+                f"{INSIDE}/child.py",
+                json.dumps(config),
+            ]
             cwd, workdir = "/", "/tmp"
         else:
             self.workdir = tempfile.mkdtemp(prefix="grader-")
@@ -803,14 +999,26 @@ class Sandbox:
             cwd = workdir = self.workdir
         self.cgroup = Cgroup.create(self.limits)
         if self.cgroup is not None:  # the first process joins the cgroup, then becomes the sandbox
-            command = ["/bin/sh", "-c", 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; '
-                       'shift; exec "$@"', "join", *self.cgroup.join_files, "--", *command]
+            command = [
+                "/bin/sh",
+                "-c",
+                'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"',
+                "join",
+                *self.cgroup.join_files,
+                "--",
+                *command,
+            ]
         try:
             self.process = subprocess.Popen(
-                command, cwd=cwd, env=child_environment(workdir, self.limits.threads, self.device_requested,
-                                                        self.tensorflow),
-                stdin=subprocess.DEVNULL, stdout=output_w, stderr=output_w,
-                pass_fds=(to_child_r, from_child_w, *fds.values()), start_new_session=True)
+                command,
+                cwd=cwd,
+                env=child_environment(workdir, self.limits.threads, self.device_requested, self.tensorflow),
+                stdin=subprocess.DEVNULL,
+                stdout=output_w,
+                stderr=output_w,
+                pass_fds=(to_child_r, from_child_w, *fds.values()),
+                start_new_session=True,
+            )
         finally:
             for fd in (to_child_r, from_child_w, output_w, *fds.values()):
                 os.close(fd)
@@ -919,8 +1127,9 @@ class Sandbox:
     def call(self, target, *args, timeout=None, phase=None, services=(), **kwargs):
         """Calls `target` in the child (a name such as "Agent" or "train", or a `Method` of a
         `Handle`) and returns its decoded result. Raises SubmissionError on any failure."""
-        return self._ask("call", target, args=list(args), kwargs=kwargs, timeout=timeout,
-                         phase=phase, services=services)
+        return self._ask(
+            "call", target, args=list(args), kwargs=kwargs, timeout=timeout, phase=phase, services=services
+        )
 
     def getattr(self, handle, name, timeout=None):
         return self._ask("getattr", Method(handle, name), timeout=timeout)
@@ -946,8 +1155,9 @@ class Sandbox:
             header, fields = self._receive(deadline, label, limit)
             if header.get("id") != self._request:
                 self.kill()
-                raise SubmissionError("protocol", f"an answer out of turn during {label} "
-                                                  "(the submission wrote to the grader's channel?)")
+                raise SubmissionError(
+                    "protocol", f"an answer out of turn during {label} (the submission wrote to the grader's channel?)"
+                )
             if header["op"] == "result":
                 return fields.get("value")
             if header["op"] == "error":
@@ -984,6 +1194,7 @@ class Sandbox:
                 return os.write(fd, view)
             except BlockingIOError:
                 return 0
+
         try:
             wire.send(self.to_child, message, arrays, write_some=write_some)
         except (BrokenPipeError, ConnectionResetError):
@@ -1003,8 +1214,9 @@ class Sandbox:
             inspect.signature(method).bind(*args)
         except TypeError as error:
             self.kill()
-            raise SubmissionError("invalid", f"{name}.{method_name} called with the wrong arguments during "
-                                             f"{label}: {error}") from None
+            raise SubmissionError(
+                "invalid", f"{name}.{method_name} called with the wrong arguments during {label}: {error}"
+            ) from None
         try:
             value = method(*args)
             op, reply = "service_result", {"value": value}
@@ -1037,6 +1249,7 @@ class Sandbox:
         def read_some(fd, size):
             self._wait(fd, False, deadline, label, limit)
             return os.read(fd, size)
+
         try:
             header, arrays = wire.receive(self.from_child, max_bytes=self._message_limit, read_some=read_some)
             if not isinstance(header.get("op"), str):
@@ -1062,16 +1275,21 @@ class Sandbox:
         memory, processes, threads = self.usage.measure()
         if processes > self.limits.max_processes:  # first: a fork bomb's copies also add up as memory
             self.kill()
-            raise SubmissionError("processes", f"started {processes} processes during {label} "
-                                               f"(limit {self.limits.max_processes})")
+            raise SubmissionError(
+                "processes", f"started {processes} processes during {label} (limit {self.limits.max_processes})"
+            )
         if threads > self.limits.max_threads:
             self.kill()
-            raise SubmissionError("threads", f"started {threads} threads during {label} "
-                                             f"(limit {self.limits.max_threads})")
+            raise SubmissionError(
+                "threads", f"started {threads} threads during {label} (limit {self.limits.max_threads})"
+            )
         if memory > self.limits.memory_mb * 2**20:
             self.kill()
-            raise SubmissionError("memory", f"exceeded {format_mb(self.limits.memory_mb)} of memory "
-                                            f"during {label} ({format_mb(memory / 2**20)} in use)")
+            raise SubmissionError(
+                "memory",
+                f"exceeded {format_mb(self.limits.memory_mb)} of memory "
+                f"during {label} ({format_mb(memory / 2**20)} in use)",
+            )
 
     def _death(self, label):
         """The child's process ended without answering: say how."""
@@ -1082,11 +1300,14 @@ class Sandbox:
             status = self.process.wait()
         self.kill()
         if self.cgroup is not None and self.cgroup.oom_killed():
-            return SubmissionError("memory", f"exceeded {format_mb(self.limits.memory_mb)} of memory during "
-                                             f"{label} (killed by the kernel)")
+            return SubmissionError(
+                "memory", f"exceeded {format_mb(self.limits.memory_mb)} of memory during {label} (killed by the kernel)"
+            )
         if self.cgroup is not None and self.cgroup.tasks_refused():
-            return SubmissionError("threads", f"died during {label} after reaching the limit of "
-                                              f"{self.limits.max_threads} processes and threads")
+            return SubmissionError(
+                "threads",
+                f"died during {label} after reaching the limit of {self.limits.max_threads} processes and threads",
+            )
         if status == 125 and self.cgroup is not None and label == "start-up":
             raise RuntimeError("could not put the sandbox into its cgroup")
         if status < 0 or status > 128:  # bubblewrap reports its child's death by a signal as 128 + signal
@@ -1097,8 +1318,9 @@ class Sandbox:
                 name = f"signal {number}"
             reason = "killed by the kernel's out-of-memory killer?" if name == "SIGKILL" else "crashed"
             return SubmissionError("crash", f"the submission's process died with {name} during {label} ({reason})")
-        return SubmissionError("exit", f"the submission's process exited with status {status} "
-                                       f"during {label} instead of answering")
+        return SubmissionError(
+            "exit", f"the submission's process exited with status {status} during {label} instead of answering"
+        )
 
 
 def _resolve(kind, payload):
@@ -1133,8 +1355,9 @@ def expect_array(value, name, *, kind="f", shape=None, finite=True, low=None, hi
     if value.dtype.kind not in kinds:
         wanted = {"f": "floating-point", "i": "integer", "b": "boolean"}[kind]
         raise SubmissionError("invalid", f"{name} returned an array of dtype {value.dtype}, expected {wanted}")
-    if shape is not None and (value.ndim != len(shape) or
-                              any(w is not None and w != s for w, s in zip(shape, value.shape))):
+    if shape is not None and (
+        value.ndim != len(shape) or any(w is not None and w != s for w, s in zip(shape, value.shape))
+    ):
         wanted = "(" + ", ".join("any" if w is None else str(w) for w in shape) + ")"
         raise SubmissionError("invalid", f"{name} returned shape {value.shape}, expected {wanted}")
     if finite and kind == "f" and not np.all(np.isfinite(value)):

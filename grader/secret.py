@@ -10,6 +10,7 @@ it. It serves two purposes:
   seed and labels) but unpredictable to a submission, e.g. the secret transformation of
   CartPole's observations and actions that makes a hand-coded controller useless.
 """
+
 import functools
 import hashlib
 import hmac
@@ -27,7 +28,7 @@ def key_file():
     return Path(config) / "course-grader" / "key"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _key(path):
     path = Path(path)
     try:

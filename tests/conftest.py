@@ -38,8 +38,9 @@ def fixed_grader_key(request, monkeypatch, test_key_file):
 
 def run_grader(*args, timeout=900):
     """Runs `python -m grader ARGS` from the repository root, as a user would."""
-    return subprocess.run([sys.executable, "-m", "grader", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "grader", *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def variant(path, *replacements):
@@ -56,6 +57,7 @@ def with_one_todo(name, index):
     (text, the TODO's function name), or (None, None) past the last region."""
     sys.path.insert(0, str(REPO / "tools"))
     from make_templates import BEGIN, END, enclosing_name
+
     lines = (REPO / "solutions" / f"{name}.py").read_text().splitlines(keepends=True)
     begins = [i for i, line in enumerate(lines) if line.strip() == BEGIN]
     if index >= len(begins):
@@ -65,7 +67,7 @@ def with_one_todo(name, index):
     indent = len(lines[start]) - len(lines[start].lstrip())
     function = enclosing_name(lines, start, indent)
     todo = " " * indent + f'raise NotImplementedError("TODO: {function}")\n'
-    return "".join(lines[:start] + [todo] + lines[end + 1:]), function
+    return "".join(lines[:start] + [todo] + lines[end + 1 :]), function
 
 
 def checks_of(tmp_path, path, *args):
@@ -78,8 +80,10 @@ def checks_of(tmp_path, path, *args):
 @pytest.fixture
 def submission(tmp_path):
     """Writes a submission file named NAME.py in its own folder and returns its path."""
+
     def write(text, name="bandits.py"):
         path = tmp_path / name
         path.write_text(text)
         return path
+
     return write

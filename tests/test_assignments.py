@@ -4,6 +4,7 @@ it; the grading paragraphs are the spec's; without the fenced grader interface t
 need it fail saying so; the README's table is the registry's; the handout's rules hold.
 A per-assignment test file (tests/test_NAME.py) holds only that assignment's bug variants and
 calibration. The checks that train or grade a learned model (`Check.training`) are left to those."""
+
 import ast
 import dataclasses
 import re
@@ -69,8 +70,9 @@ def test_the_template_has_a_todo_per_solution_region_each_checked_by_name(name):
     assert re.findall(r'NotImplementedError\("TODO: ([\w.]+)"\)', template) == todos(name)
     assert todos(name), f"{name}: solutions/{name}.py has no ### BEGIN SOLUTION region"
     for function in todos(name):
-        assert any(function in c.functions for c in ASSIGNMENTS[name].checks), \
+        assert any(function in c.functions for c in ASSIGNMENTS[name].checks), (
             f"{name}: no check lists {function} in its functions"
+        )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -94,7 +96,8 @@ def test_an_unfinished_todo_fails_a_check_that_names_it(tmp_path, name, function
     """The reference with only that function left as the template's TODO: the checks about it
     (the unit ones, if there are any) fail, and one names the function."""
     checks = unit_checks(ASSIGNMENTS[name], function) or tuple(
-        c for c in ASSIGNMENTS[name].checks if function in c.functions)
+        c for c in ASSIGNMENTS[name].checks if function in c.functions
+    )
     report = graded(tmp_path, name, with_one_todo(name, index)[0], checks)
     assert function in report.todos or report.error_kind == "todo"
     named = [c for c in report.checks if not c.passed and re.search(rf"\b{re.escape(function)}\b", c.message)]
@@ -125,8 +128,9 @@ def interface(name):
         return None
     head, block = text.split(FENCE, 1)
     main = 'if __name__ == "__main__":\n'
-    defined = {node.name for node in ast.parse(block.split(main)[0]).body
-               if isinstance(node, (ast.FunctionDef, ast.ClassDef))} - {"main", "compiled"}
+    defined = {
+        node.name for node in ast.parse(block.split(main)[0]).body if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+    } - {"main", "compiled"}
     return head + (main + block.split(main, 1)[1] if main in block else ""), defined
 
 
@@ -145,8 +149,9 @@ def test_the_readme_has_the_registrys_table_and_a_section(name):
     readme = (REPO / "README.md").read_text()
     assert table("solutions") in readme, "README.md's table of assignments: paste grader.assignments.table('solutions')"
     assignments = readme.split("\n## The assignments\n", 1)[1].split("\n## ", 1)[0]
-    assert any(line.startswith("### ") and f"`{name}.py`" in line for line in assignments.splitlines()), \
+    assert any(line.startswith("### ") and f"`{name}.py`" in line for line in assignments.splitlines()), (
         f"README.md: no section '### ... (`{name}.py`)' under '## The assignments'"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +164,11 @@ def test_the_handout_rules_hold_for_the_assignment(handout_files, name):
     """No file of the handout holds three consecutive lines of solutions/NAME.py's regions; the
     assignment's files refer to bench/, tests/, tools/ only as "in the course's repository"."""
     assert [leak for leak in make_handout.leaks(handout_files) if leak[1] == f"{name}.py"] == []
-    own = {path: data for path, data in handout_files.items()
-           if re.fullmatch(rf"(assignments|grader/assignments|grader/hidden)/{name}(_\w+)?\.(py|ipynb)", path)}
+    own = {
+        path: data
+        for path, data in handout_files.items()
+        if re.fullmatch(rf"(assignments|grader/assignments|grader/hidden)/{name}(_\w+)?\.(py|ipynb)", path)
+    }
     assert f"assignments/{name}.py" in own and f"grader/assignments/{name}.py" in own
     assert make_handout.dangling(own) == []
 

@@ -1,6 +1,7 @@
 """Bandits: an unfinished function is named by its checks only, named bugs fail the matching check,
 the grading facts come from the spec's constants, and the grader's expected values are current.
 What every assignment must satisfy is in tests/test_assignments.py (`-k bandits`)."""
+
 import importlib.util
 import sys
 
@@ -9,7 +10,6 @@ import pytest
 
 from conftest import REPO, checks_of, variant, with_one_todo
 from grader.assignments import bandits as spec
-
 
 SELECT = "        actions[explore] = self.rng.integers(self.bandits, size=np.count_nonzero(explore))\n"
 UPDATE = "        step = 1 / self.counts[episodes, actions] if self.alpha == 0 else self.alpha\n"
@@ -39,32 +39,97 @@ def test_each_todo_left_unfinished_fails_checks_that_name_it_and_only_it(submiss
 # (edit(s), --check, the check that must fail, the function it names, the hint): also run under many
 # grader keys by tests/test_keys.py
 BUGS = [
-    ((UPDATE, UPDATE.replace("1 / self.counts[episodes, actions]", "1 / (self.counts[episodes, actions] + 1)")),
-     "update", "update: sample averaging", "Agent.update", "the step size is 1/(N(a)+1)"),
-    ((UPDATE, "        step = 1\n"), "update", "update: constant step size", "Agent.update",
-     "replaced by the last reward"),
-    ((UPDATE, "        step = 1 / self.counts[episodes, actions]\n"), "update", "update: constant step size",
-     "Agent.update", "sample averaging (1/N) is used although alpha > 0"),
-    ((UPDATE, UPDATE.replace("else self.alpha", "else 1 - self.alpha")), "update", "update: constant step size",
-     "Agent.update", "the step size is 1 - alpha = 0.75 instead of alpha"),
-    ((MOVE, MOVE.replace("rewards - self.estimates[episodes, actions]", "self.estimates[episodes, actions] - rewards")),
-     "update", "update: sample averaging", "Agent.update", "the sign of R - Q is flipped"),
+    (
+        (UPDATE, UPDATE.replace("1 / self.counts[episodes, actions]", "1 / (self.counts[episodes, actions] + 1)")),
+        "update",
+        "update: sample averaging",
+        "Agent.update",
+        "the step size is 1/(N(a)+1)",
+    ),
+    (
+        (UPDATE, "        step = 1\n"),
+        "update",
+        "update: constant step size",
+        "Agent.update",
+        "replaced by the last reward",
+    ),
+    (
+        (UPDATE, "        step = 1 / self.counts[episodes, actions]\n"),
+        "update",
+        "update: constant step size",
+        "Agent.update",
+        "sample averaging (1/N) is used although alpha > 0",
+    ),
+    (
+        (UPDATE, UPDATE.replace("else self.alpha", "else 1 - self.alpha")),
+        "update",
+        "update: constant step size",
+        "Agent.update",
+        "the step size is 1 - alpha = 0.75 instead of alpha",
+    ),
+    (
+        (
+            MOVE,
+            MOVE.replace("rewards - self.estimates[episodes, actions]", "self.estimates[episodes, actions] - rewards"),
+        ),
+        "update",
+        "update: sample averaging",
+        "Agent.update",
+        "the sign of R - Q is flipped",
+    ),
     ((INCREMENT, "        pass\n"), "update", "update: sample averaging", "Agent.update", "NaN or infinity"),
     # the count incremented after the update: 1/0 at the first pull, or with the 0 avoided
-    (((INCREMENT, ""), (MOVE, MOVE + INCREMENT)), "update", "update: sample averaging", "Agent.update",
-     "the count N(a) is incremented after the update"),
-    (((INCREMENT, ""), (MOVE, MOVE + INCREMENT),
-      ("1 / self.counts[episodes, actions]", "1 / np.maximum(self.counts[episodes, actions], 1)")),
-     "update", "update: sample averaging", "Agent.update", "the count N(a) is incremented after the update"),
-    ((SELECT, SELECT.replace("self.rng.integers(self.bandits,", "(actions[explore] + self.rng.integers(1, self.bandits,")
-      .replace("explore))", "explore))) % self.bandits")),
-     "select", "select: epsilon exploration", "Agent.select_actions", "the random arm excludes the greedy one"),
-    (("< self.epsilon", "> self.epsilon"), "select", "select: greedy", "Agent.select_actions",
-     "must always pick the arm with the largest estimate"),
-    (("< self.epsilon", "> self.epsilon"), "select", "select: epsilon exploration", "Agent.select_actions",
-     "exploring with probability 1 - epsilon instead of epsilon"),
-    (("np.argmax(self.estimates, axis=1)", "np.argmin(self.estimates, axis=1)"), "select", "select: greedy",
-     "Agent.select_actions", "it never picks the largest estimate"),
+    (
+        ((INCREMENT, ""), (MOVE, MOVE + INCREMENT)),
+        "update",
+        "update: sample averaging",
+        "Agent.update",
+        "the count N(a) is incremented after the update",
+    ),
+    (
+        (
+            (INCREMENT, ""),
+            (MOVE, MOVE + INCREMENT),
+            ("1 / self.counts[episodes, actions]", "1 / np.maximum(self.counts[episodes, actions], 1)"),
+        ),
+        "update",
+        "update: sample averaging",
+        "Agent.update",
+        "the count N(a) is incremented after the update",
+    ),
+    (
+        (
+            SELECT,
+            SELECT.replace(
+                "self.rng.integers(self.bandits,", "(actions[explore] + self.rng.integers(1, self.bandits,"
+            ).replace("explore))", "explore))) % self.bandits"),
+        ),
+        "select",
+        "select: epsilon exploration",
+        "Agent.select_actions",
+        "the random arm excludes the greedy one",
+    ),
+    (
+        ("< self.epsilon", "> self.epsilon"),
+        "select",
+        "select: greedy",
+        "Agent.select_actions",
+        "must always pick the arm with the largest estimate",
+    ),
+    (
+        ("< self.epsilon", "> self.epsilon"),
+        "select",
+        "select: epsilon exploration",
+        "Agent.select_actions",
+        "exploring with probability 1 - epsilon instead of epsilon",
+    ),
+    (
+        ("np.argmax(self.estimates, axis=1)", "np.argmin(self.estimates, axis=1)"),
+        "select",
+        "select: greedy",
+        "Agent.select_actions",
+        "it never picks the largest estimate",
+    ),
 ]
 
 
@@ -82,11 +147,17 @@ def test_testbed_failures_point_at_the_failed_unit_checks_or_at_what_they_cannot
     argmin = variant("solutions/bandits.py", ("np.argmax(self.estimates, axis=1)", "np.argmin(self.estimates, axis=1)"))
     _, checks, _ = checks_of(tmp_path, submission(argmin), "--check", "select: greedy", "--check", "averaging")
     testbed = checks["testbed: epsilon 0.1, averaging"]
-    assert not testbed["passed"] and "lower than the reference; see the failed unit check(s): select: greedy" \
-        in testbed["message"], testbed["message"]
+    assert (
+        not testbed["passed"]
+        and "lower than the reference; see the failed unit check(s): select: greedy" in testbed["message"]
+    ), testbed["message"]
     # the counts added to the estimates when choosing: invisible to the unit checks (the counts are 0)
-    bonus = variant("solutions/bandits.py", ("np.argmax(self.estimates, axis=1)", "np.argmax(self.estimates + self.counts, axis=1)"))
-    _, checks, _ = checks_of(tmp_path, submission(bonus), "--check", "select", "--check", "update", "--check", "averaging")
+    bonus = variant(
+        "solutions/bandits.py", ("np.argmax(self.estimates, axis=1)", "np.argmax(self.estimates + self.counts, axis=1)")
+    )
+    _, checks, _ = checks_of(
+        tmp_path, submission(bonus), "--check", "select", "--check", "update", "--check", "averaging"
+    )
     assert all(checks[name]["passed"] for name in checks if not name.startswith("testbed"))
     testbed = checks["testbed: epsilon 0.1, averaging"]
     assert not testbed["passed"]
@@ -109,6 +180,7 @@ def test_the_plot_title_and_legend_fit_in_the_figure():
     curves = {config: np.linspace(0, mean, spec.EPISODE_LENGTH) for config, (mean, _) in spec.EXPECTED.items()}
     fig = spec.draw_average_reward(curves)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     width, height = canvas.get_width_height()
@@ -124,8 +196,9 @@ def test_expected_rewards_match_a_fresh_measurement():
     solution = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(solution)
     for (epsilon, alpha, initial), (expected, sd) in spec.EXPECTED.items():
-        args = solution.parse_args([f"--epsilon={epsilon}", f"--alpha={alpha}", f"--initial={initial}",
-                                    "--episodes=4000", "--seed=7"])
+        args = solution.parse_args(
+            [f"--epsilon={epsilon}", f"--alpha={alpha}", f"--initial={initial}", "--episodes=4000", "--seed=7"]
+        )
         averages = solution.run(args)
         assert abs(averages.std() - sd) < 0.05
         assert abs(averages.mean() - expected) < 5 * sd / np.sqrt(4000), (epsilon, alpha, initial)
@@ -133,7 +206,25 @@ def test_expected_rewards_match_a_fresh_measurement():
 
 def test_script_prints_mean_and_sd():
     import subprocess
-    out = subprocess.run([sys.executable, "solutions/bandits.py", "--epsilon", "0", "--initial", "1",
-                          "--alpha", "0.15", "--episodes", "50", "--episode_length", "200"],
-                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "solutions/bandits.py",
+            "--epsilon",
+            "0",
+            "--initial",
+            "1",
+            "--alpha",
+            "0.15",
+            "--episodes",
+            "50",
+            "--episode_length",
+            "200",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.startswith("Average reward per episode: ") and "±" in out and "over 50 episodes" in out

@@ -1,5 +1,6 @@
 """Grading a class: finding students, sharding, parallel jobs, reports kept on disk as they
 finish and reused, crashes and kills that lose no other result, merge (bandits as the vehicle)."""
+
 import csv
 import dataclasses
 import json
@@ -16,9 +17,9 @@ import pytest
 
 from conftest import REPO, run_grader, variant
 from grader import batch, cli
-from grader.report import Report
 from grader.assignments import all_assignments
 from grader.batch import Item, discover, parse_shard, shard
+from grader.report import Report
 from grader.spec import Check, Outcome
 
 SOLUTION = (REPO / "solutions/bandits.py").read_text()
@@ -51,13 +52,20 @@ def test_students_are_the_first_folder_and_problems_are_results(tmp_path):
     make_class(tmp_path, {"alice": "", "bob/hw1/deep": "", "erin": "", "erin/old": ""})
     (tmp_path / "bob" / "vae.py").write_text("")
     (tmp_path / "carol").mkdir()
-    (tmp_path / "carol" / "bandit.py").write_text("")          # misnamed: nothing recognised
-    (tmp_path / "bandits.py").write_text("")                  # files directly in DIR: the student DIR
-    (tmp_path / "notes.md").write_text("")                    # not a submission, not a student
+    (tmp_path / "carol" / "bandit.py").write_text("")  # misnamed: nothing recognised
+    (tmp_path / "bandits.py").write_text("")  # files directly in DIR: the student DIR
+    (tmp_path / "notes.md").write_text("")  # not a submission, not a student
     make_class(tmp_path, {".git/x": "", "__pycache__": "", "dave/.hidden": ""})
     items = {(i.student, i.assignment): i for i in discover([tmp_path], all_assignments())}
-    assert set(items) == {("alice", "bandits"), ("bob", "bandits"), ("bob", "vae"), ("carol", None),
-                          ("erin", "bandits"), (tmp_path.name, "bandits"), ("dave", None)}
+    assert set(items) == {
+        ("alice", "bandits"),
+        ("bob", "bandits"),
+        ("bob", "vae"),
+        ("carol", None),
+        ("erin", "bandits"),
+        (tmp_path.name, "bandits"),
+        ("dave", None),
+    }
     assert items["bob", "bandits"].path == tmp_path / "bob/hw1/deep/bandits.py"
     assert items["carol", None].kind == "missing" and "carol/bandit.py" in items["carol", None].problem
     assert items["dave", None].problem.endswith("the folder has no files")
@@ -89,25 +97,49 @@ def test_class_with_jobs_2_gives_summary_gradescope_and_junit(tmp_path):
     """Copies of the reference and the template, a crashing, a killed and a hanging submission:
     every student gets their result and its reason, in the summary and the standard formats."""
     students = {
-        "alice": SOLUTION, "bob": SOLUTION, "carol": TEMPLATE, "dan": TEMPLATE,
+        "alice": SOLUTION,
+        "bob": SOLUTION,
+        "carol": TEMPLATE,
+        "dan": TEMPLATE,
         "erin": variant("solutions/bandits.py", (SELECT, SELECT + "        import ctypes; ctypes.string_at(0)\n")),
-        "frank": variant("solutions/bandits.py", (UPDATE, UPDATE + "        if self.episodes == 2000: import os, signal; os.kill(os.getpid(), signal.SIGKILL)\n")),
+        "frank": variant(
+            "solutions/bandits.py",
+            (
+                UPDATE,
+                UPDATE + "        if self.episodes == 2000: import os, signal; os.kill(os.getpid(), signal.SIGKILL)\n",
+            ),
+        ),
         "grace": variant("solutions/bandits.py", (SELECT, "        while self.episodes == 4000: pass\n" + SELECT)),
         "heidi": "this is not python (",
     }
     make_class(tmp_path / "class", students)
     out = tmp_path / "reports"
-    result = run_grader(tmp_path / "class", "--jobs", "2", "--out", out, "--call-time-limit", "2",
-                        "--gradescope", tmp_path / "results.json", "--junit", tmp_path / "junit.xml")
+    result = run_grader(
+        tmp_path / "class",
+        "--jobs",
+        "2",
+        "--out",
+        out,
+        "--call-time-limit",
+        "2",
+        "--gradescope",
+        tmp_path / "results.json",
+        "--junit",
+        tmp_path / "junit.xml",
+    )
     assert result.returncode == 1, result.stderr  # some submissions failed; no grader error
     rows = read_csv(out / "summary.csv")
     assert set(rows) == set(students)
     for name in ("alice", "bob"):
         assert rows[name]["bandits"] == "10" and rows[name]["bandits_status"] == "passed"
         assert report(out, name)["passed"] and report(out, name)["student"] == name
-    for name, reason in [("carol", "unfinished TODO"), ("erin", "died with SIGSEGV during select_actions"),
-                         ("frank", "died with SIGKILL during update"), ("grace", "CPU seconds of its 2 during select_actions"),
-                         ("heidi", "SyntaxError")]:
+    for name, reason in [
+        ("carol", "unfinished TODO"),
+        ("erin", "died with SIGSEGV during select_actions"),
+        ("frank", "died with SIGKILL during update"),
+        ("grace", "CPU seconds of its 2 during select_actions"),
+        ("heidi", "SyntaxError"),
+    ]:
         assert rows[name]["bandits_status"] == "failed" and reason in rows[name]["problems"], (name, rows[name])
     # the killed and hanging students lose only the checks concerned
     assert float(rows["frank"]["bandits"]) == 4 and float(rows["grace"]["bandits"]) == 9
@@ -125,17 +157,21 @@ def test_class_with_jobs_2_gives_summary_gradescope_and_junit(tmp_path):
 def test_reports_are_reused_unless_changed_or_forced(tmp_path):
     make_class(tmp_path / "class", {"alice": SOLUTION, "bob": TEMPLATE})
     out = tmp_path / "out"
+
     def run(*args):
         result = run_grader(tmp_path / "class", "--out", out, "--quiet", *FAST, *args)
         return {line.split()[1].split("/")[-2]: line.endswith("(reused)") for line in result.stdout.splitlines()}
+
     assert run() == {"alice": False, "bob": False}
     assert report(out, "alice")["sha256"] and report(out, "alice")["options"]["checks"] == [
-        "update: sample averaging", "update: constant step size"]
+        "update: sample averaging",
+        "update: constant step size",
+    ]
     assert run() == {"alice": True, "bob": True}
-    (tmp_path / "class/bob/bandits.py").write_text(SOLUTION)                  # new content
+    (tmp_path / "class/bob/bandits.py").write_text(SOLUTION)  # new content
     assert run() == {"alice": True, "bob": False}
     assert report(out, "bob")["passed"]
-    assert run("--seed", "7") == {"alice": False, "bob": False}             # other options
+    assert run("--seed", "7") == {"alice": False, "bob": False}  # other options
     assert run("--seed", "7", "--force") == {"alice": False, "bob": False}
     assert run("--seed", "7") == {"alice": True, "bob": True}
 
@@ -169,8 +205,13 @@ def grading_process(path):
 
 def start_and_wait_for_carol(tmp_path, out):
     folder = hanging_class(tmp_path)
-    batch = subprocess.Popen([sys.executable, "-m", "grader", folder, "--out", out, "--quiet", *FAST,
-                              "--call-time-limit", "120"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    batch = subprocess.Popen(
+        [sys.executable, "-m", "grader", folder, "--out", out, "--quiet", *FAST, "--call-time-limit", "120"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not (out / "bob" / "bandits.json").exists() or grading_process(folder / "carol") is None:
         assert time.monotonic() < deadline and batch.poll() is None, batch.communicate()
@@ -210,6 +251,7 @@ def test_a_grader_bug_in_one_submission_keeps_the_others(tmp_path, monkeypatch, 
         if ctx.submission.parent.name == "bob":
             return {}["missing"]
         return Outcome(True, "fine")
+
     bandits = all_assignments()["bandits"]
     buggy = dataclasses.replace(bandits, checks=bandits.checks[:1] + (Check("sometimes broken", buggy_for_bob),))
     monkeypatch.setattr(cli, "all_assignments", lambda: {"bandits": buggy})
@@ -243,13 +285,22 @@ def test_merged_shards_equal_the_unsharded_run(tmp_path):
     shard1 = {p.parent.name for p in (tmp_path / "shard1").glob("*/*.json")}
     shard2 = {p.parent.name for p in (tmp_path / "shard2").glob("*/*.json")}
     assert shard1 and shard2 and not shard1 & shard2 and shard1 | shard2 == set(students) | {"frank"}
-    merged = run_grader("merge", tmp_path / "shard1", tmp_path / "shard2", "--out", tmp_path / "merged",
-                        "--junit", tmp_path / "merged.xml")
+    merged = run_grader(
+        "merge",
+        tmp_path / "shard1",
+        tmp_path / "shard2",
+        "--out",
+        tmp_path / "merged",
+        "--junit",
+        tmp_path / "merged.xml",
+    )
     assert merged.returncode == 1, merged.stderr  # like the whole run: some submissions failed
     assert (tmp_path / "merged/summary.csv").read_text() == (whole / "summary.csv").read_text()
     for path in whole.glob("*/*.json"):
         a, b = json.loads(path.read_text()), json.loads((tmp_path / "merged" / path.relative_to(whole)).read_text())
-        assert [a.get(k) for k in ("score", "status", "sha256", "options")] == [b.get(k) for k in ("score", "status", "sha256", "options")]
+        assert [a.get(k) for k in ("score", "status", "sha256", "options")] == [
+            b.get(k) for k in ("score", "status", "sha256", "options")
+        ]
     assert "6 result(s) of 6 student(s)" in merged.stdout
     # two different results for one student and assignment are refused
     bob = tmp_path / "shard1/bob/bandits.json" if "bob" in shard1 else tmp_path / "shard2/bob/bandits.json"
@@ -258,9 +309,12 @@ def test_merged_shards_equal_the_unsharded_run(tmp_path):
     forged = run_grader("merge", tmp_path / "shard1", tmp_path / "shard2", tmp_path / "other", "--out", tmp_path / "m2")
     assert forged.returncode == 2 and str(tmp_path / "other/bob/bandits.json") in forged.stderr  # edited: refused
     assert "signature does not verify" in forged.stderr and not (tmp_path / "m2").exists()
-    batch.write_json(tmp_path / "other/bob/bandits.json",
-                     batch.sign(Report.from_dict(dict(json.loads(bob.read_text()), score=3))))
-    conflict = run_grader("merge", tmp_path / "shard1", tmp_path / "shard2", tmp_path / "other", "--out", tmp_path / "m2")
+    batch.write_json(
+        tmp_path / "other/bob/bandits.json", batch.sign(Report.from_dict(dict(json.loads(bob.read_text()), score=3)))
+    )
+    conflict = run_grader(
+        "merge", tmp_path / "shard1", tmp_path / "shard2", tmp_path / "other", "--out", tmp_path / "m2"
+    )
     assert conflict.returncode == 2 and "different reports for the same student" in conflict.stderr
     assert run_grader("merge", tmp_path / "nothing").returncode == 2
 
@@ -273,10 +327,12 @@ def test_an_empty_shard_is_fine(tmp_path):
 
 def test_usage_errors_of_a_class(tmp_path):
     (tmp_path / "empty").mkdir()
-    for args, message in [([tmp_path / "empty"], "no submission in"),
-                          (["solutions/", "--shard", "3/2"], "expected K/N"),
-                          (["solutions/", "--jobs", "0"], "expected a positive integer"),
-                          (["solutions/", "--check", "nothing-like-this"], "no check of")]:
+    for args, message in [
+        ([tmp_path / "empty"], "no submission in"),
+        (["solutions/", "--shard", "3/2"], "expected K/N"),
+        (["solutions/", "--jobs", "0"], "expected a positive integer"),
+        (["solutions/", "--check", "nothing-like-this"], "no check of"),
+    ]:
         result = run_grader(*args, "--out", tmp_path / "out")
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
 
@@ -284,16 +340,21 @@ def test_usage_errors_of_a_class(tmp_path):
 def test_progress_bar_on_a_terminal():
     class Terminal:
         text = ""
+
         def isatty(self):
             return True
+
         def write(self, text):
             self.text += text
+
         def flush(self):
             pass
+
     stream = Terminal()
     display = cli.Display(total=2, batch=True, quiet=False, jobs=2, stream=stream)
-    report = Report(status="passed", passed=True, submission="a/bandits.py", assignment="bandits", score=10,
-                    max_score=10)
+    report = Report(
+        status="passed", passed=True, submission="a/bandits.py", assignment="bandits", score=10, max_score=10
+    )
     display.result(report, reused=False)
     display.result(dataclasses.replace(report, status="failed", passed=False), reused=True)
     frames = stream.text.split("\r\033[K")
@@ -310,8 +371,11 @@ def test_example_workflow_runs_valid_grader_commands():
     the shards upload."""
     text = (REPO / "examples/github-actions-matrix.yml").read_text()
     text = text.replace("\\\n", " ")
-    commands = [line.split("-m grader", 1)[1] for line in text.splitlines()
-                if "-m grader" in line and not line.lstrip().startswith("#")]
+    commands = [
+        line.split("-m grader", 1)[1]
+        for line in text.splitlines()
+        if "-m grader" in line and not line.lstrip().startswith("#")
+    ]
     assert len(commands) == 2
     shards = json.loads(re.search(r"shard: (\[[\d, ]+\])", text)[1])
     assert f"SHARDS: {len(shards)}" in text and shards == list(range(1, len(shards) + 1))
@@ -333,13 +397,13 @@ def test_a_folder_swapped_for_a_link_after_discovery_is_refused(tmp_path):
     assignments = all_assignments()
     (tmp_path / "class/alice/work").mkdir(parents=True)
     (tmp_path / "class/alice/work/bandits.py").write_text(TEMPLATE)
-    item, = discover([tmp_path / "class"], assignments)
+    (item,) = discover([tmp_path / "class"], assignments)
     assert item.path == tmp_path / "class/alice/work/bandits.py" and item.base == tmp_path / "class"
     (tmp_path / "class/alice/work/bandits.py").unlink()
     (tmp_path / "class/alice/work").rmdir()
     (tmp_path / "class/alice/work").symlink_to(REPO / "solutions")
     settings = batch.Settings(checks=("update",))
-    report, = batch.grade_all([item], assignments, settings)
+    (report,) = batch.grade_all([item], assignments, settings)
     assert report.status == "failed" and report.error_kind == "not_a_file", report.error
     assert "symbolic link" in report.error
 
@@ -356,6 +420,10 @@ def test_links_devices_and_fifos_in_a_class_are_not_files(tmp_path):
     (tmp_path / "erin/sub/bandits.py").symlink_to("/dev/null")
     items = {item.student: item for item in discover([tmp_path], assignments)}
     assert items["alice"].problem is None
-    for student, what in (("bob", "a symbolic link"), ("carol", "a FIFO"), ("dave", "a symbolic link"),
-                          ("erin", "a symbolic link")):
+    for student, what in (
+        ("bob", "a symbolic link"),
+        ("carol", "a FIFO"),
+        ("dave", "a symbolic link"),
+        ("erin", "a symbolic link"),
+    ):
         assert items[student].kind == "not_a_file" and what in items[student].problem, items[student]

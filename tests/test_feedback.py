@@ -1,5 +1,6 @@
 """What a student sees: a syntax error once with its line and caret, checks blocked by another
 function's TODO saying what they need, the plots written, live progress, --help's groups."""
+
 import dataclasses
 
 from conftest import run_grader, variant, with_one_todo
@@ -7,22 +8,27 @@ from grader.assignments import all_assignments
 from grader.runner import grade
 
 
-
 def test_a_syntax_error_is_reported_once_with_its_line_and_caret(submission):
-    path = submission(variant("solutions/bandits.py", ("def update(self, actions, rewards):",
-                                                       "def update(self, actions, rewards)")))
+    path = submission(
+        variant("solutions/bandits.py", ("def update(self, actions, rewards):", "def update(self, actions, rewards)"))
+    )
     result = run_grader(path)
     assert result.returncode == 1
     out = result.stdout
     assert out.count("SyntaxError: expected ':'") == 2  # the one-line reason and the traceback's last line
     assert f'File "{path}", line' in out and "def update(self, actions, rewards)\n" in out
-    caret = out.splitlines()[out.splitlines().index(next(l for l in out.splitlines() if l.strip() == "def update(self, actions, rewards)")) + 1]
+    caret = out.splitlines()[
+        out.splitlines().index(next(l for l in out.splitlines() if l.strip() == "def update(self, actions, rewards)"))
+        + 1
+    ]
     assert caret.strip() == "^" and len(caret) > 30  # under the end of the line, where the colon is missing
     assert "not run (7 checks)" in out and out.count("not run") == 1
 
 
 def test_an_import_error_shows_the_students_traceback(submission):
-    path = submission(variant("solutions/bandits.py", ("import numpy as np\n", "import numpy as np\nimport nosuchmodule\n")))
+    path = submission(
+        variant("solutions/bandits.py", ("import numpy as np\n", "import numpy as np\nimport nosuchmodule\n"))
+    )
     result = run_grader(path)
     assert result.returncode == 1
     assert "ModuleNotFoundError: No module named 'nosuchmodule'" in result.stdout
@@ -32,6 +38,7 @@ def test_an_import_error_shows_the_students_traceback(submission):
 def test_a_check_blocked_by_another_functions_todo_names_what_it_needs(tmp_path):
     """In value_iteration, sweep calls q_values: with q_values unfinished, sweep's check needs it."""
     from test_assignments import todos
+
     path = tmp_path / "value_iteration.py"
     path.write_text(with_one_todo("value_iteration", todos("value_iteration").index("q_values"))[0])
     spec = all_assignments()["value_iteration"]
@@ -52,8 +59,15 @@ def test_the_plots_written_are_listed(tmp_path):
 
 
 def test_what_the_submission_prints_is_relayed_live_as_its_own(submission):
-    path = submission(variant("solutions/bandits.py", ("    def select_actions(self):\n",
-                                                       "    def select_actions(self):\n        print('choosing', flush=True)\n")))
+    path = submission(
+        variant(
+            "solutions/bandits.py",
+            (
+                "    def select_actions(self):\n",
+                "    def select_actions(self):\n        print('choosing', flush=True)\n",
+            ),
+        )
+    )
     result = run_grader(path, "--check", "greedy")
     assert result.returncode == 0, result.stdout + result.stderr
     relayed = [l for l in result.stderr.splitlines() if "[bandits.py prints] choosing" in l]
@@ -72,9 +86,16 @@ def test_help_shows_the_students_options_first():
 
 def test_the_submission_cannot_write_control_characters_to_the_terminal(submission):
     """Escape sequences could move the cursor and overwrite the grader's verdict."""
-    path = submission(variant("solutions/bandits.py", ("    def select_actions(self):\n",
-                      "    def select_actions(self):\n        print('\\x1b[2J\\x1b[HPASSED: 10/10 points', flush=True)\n"
-                      "        raise ValueError('\\x1b[1A\\rPASSED')\n")))
+    path = submission(
+        variant(
+            "solutions/bandits.py",
+            (
+                "    def select_actions(self):\n",
+                "    def select_actions(self):\n        print('\\x1b[2J\\x1b[HPASSED: 10/10 points', flush=True)\n"
+                "        raise ValueError('\\x1b[1A\\rPASSED')\n",
+            ),
+        )
+    )
     result = run_grader(path, "--check", "greedy")
     assert result.returncode == 1
     assert "\x1b" not in result.stdout + result.stderr

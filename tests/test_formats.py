@@ -2,6 +2,7 @@
 results.json (https://gradescope-autograders.readthedocs.io/en/latest/specs/), JUnit XML (the
 Ant JUnit schema and Jenkins' junit-10.xsd, read faithfully: required attributes, their types,
 the order of the children, counts that add up), the summary CSV and the HTML page."""
+
 import csv
 import dataclasses
 import io
@@ -30,9 +31,14 @@ def half_credit(ctx):
 
 
 # The update checks, a check that declares partial credit (4 points) and a hidden one (2 points).
-SPEC = dataclasses.replace(BANDITS, checks=BANDITS.checks[:2] + (
-    Check("partial", half_credit, points=4),
-    Check("secret", lambda ctx: Outcome(True, "fine"), points=2, visibility="hidden")))
+SPEC = dataclasses.replace(
+    BANDITS,
+    checks=BANDITS.checks[:2]
+    + (
+        Check("partial", half_credit, points=4),
+        Check("secret", lambda ctx: Outcome(True, "fine"), points=2, visibility="hidden"),
+    ),
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +48,17 @@ def reports(tmp_path_factory):
         (root / student).mkdir()
         (root / student / "bandits.py").write_text((REPO / source / "bandits.py").read_text())
     reports = [
-        grade(SPEC, root / "alice/bandits.py"), grade(SPEC, root / "bob/bandits.py"),
+        grade(SPEC, root / "alice/bandits.py"),
+        grade(SPEC, root / "bob/bandits.py"),
         problem_report(None, None, "missing", "no submission found: expected bandits.py"),
-        problem_report(SPEC, root / "dan/bandits.py", "grader", "grader error (not the submission's fault) while "
-                       "grading x:\nTraceback (most recent call last):\nKeyError: 'secret internals'", status="error"),
+        problem_report(
+            SPEC,
+            root / "dan/bandits.py",
+            "grader",
+            "grader error (not the submission's fault) while "
+            "grading x:\nTraceback (most recent call last):\nKeyError: 'secret internals'",
+            status="error",
+        ),
     ]
     for report, student in zip(reports, ("alice", "bob", "carol", "dan")):
         report.student = student
@@ -53,10 +66,32 @@ def reports(tmp_path_factory):
 
 
 # ------------------------------------------------------------------ Gradescope
-TOP_LEVEL = {"score", "execution_time", "output", "output_format", "test_output_format", "test_name_format",
-             "visibility", "stdout_visibility", "extra_data", "tests", "leaderboard"}
-TEST_KEYS = {"score", "max_score", "status", "name", "name_format", "number", "output", "output_format", "tags",
-             "visibility", "extra_data"}
+TOP_LEVEL = {
+    "score",
+    "execution_time",
+    "output",
+    "output_format",
+    "test_output_format",
+    "test_name_format",
+    "visibility",
+    "stdout_visibility",
+    "extra_data",
+    "tests",
+    "leaderboard",
+}
+TEST_KEYS = {
+    "score",
+    "max_score",
+    "status",
+    "name",
+    "name_format",
+    "number",
+    "output",
+    "output_format",
+    "tags",
+    "visibility",
+    "extra_data",
+}
 VISIBILITY = {"visible", "hidden", "after_due_date", "after_published"}
 
 
@@ -84,12 +119,20 @@ def test_gradescope_results_follow_the_spec(reports):
     assert_gradescope(data)
     tests = {t["name"]: t for t in data["tests"]}
     assert tests["alice / bandits: partial"] == {
-        "name": "alice / bandits: partial", "score": 2.0, "max_score": 4, "status": "failed",
-        "output": f"{AWKWARD}\nmeasured: 0.5   required: >= 1", "visibility": "visible"}
+        "name": "alice / bandits: partial",
+        "score": 2.0,
+        "max_score": 4,
+        "status": "failed",
+        "output": f"{AWKWARD}\nmeasured: 0.5   required: >= 1",
+        "visibility": "visible",
+    }
     assert tests["alice / bandits: secret"]["visibility"] == "hidden"
     assert tests["alice / bandits: update: sample averaging"]["status"] == "passed"
     assert "unfinished TODO" in tests["bob / bandits: update: sample averaging"]["output"]
-    assert tests["carol / submission"]["status"] == "failed" and "no submission found" in tests["carol / submission"]["output"]
+    assert (
+        tests["carol / submission"]["status"] == "failed"
+        and "no submission found" in tests["carol / submission"]["output"]
+    )
     dan = tests["dan / bandits"]
     assert dan["score"] == 0 and dan["max_score"] == 8 and "not your fault" in dan["output"]
     assert "secret internals" not in json.dumps(data)  # a grader's traceback is for the staff
@@ -113,7 +156,7 @@ def test_gradescope_option_of_the_command_line(tmp_path):
 
 
 # ------------------------------------------------------------------ JUnit
-TIME = re.compile(r"^[0-9]+(\.[0-9]{1,3})?$")              # decimal seconds; junit-10.xsd: at most 3 decimals
+TIME = re.compile(r"^[0-9]+(\.[0-9]{1,3})?$")  # decimal seconds; junit-10.xsd: at most 3 decimals
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$")  # Ant's ISO8601_DATETIME_PATTERN, no time zone
 
 
@@ -136,7 +179,13 @@ def assert_junit(text):
         for case in suite.iter("testcase"):
             assert case.get("name") and case.get("classname") and TIME.match(case.get("time"))
             outcomes = [child for child in case if child.tag in ("failure", "error", "skipped")]
-            assert len(outcomes) <= 1 and {child.tag for child in case} <= {"failure", "error", "skipped", "system-out", "system-err"}
+            assert len(outcomes) <= 1 and {child.tag for child in case} <= {
+                "failure",
+                "error",
+                "skipped",
+                "system-out",
+                "system-err",
+            }
             for outcome in outcomes:
                 assert outcome.get("message") is not None and outcome.get("type")
                 counts[outcome.tag] += 1
@@ -171,7 +220,9 @@ def test_summary_csv(reports):
     rows = list(csv.DictReader(io.StringIO(formats.summary_csv(reports))))
     assert list(rows[0]) == ["student", "bandits", "bandits_status", "total", "max_total", "problems"]
     by = {row["student"]: row for row in rows}
-    assert by["alice"]["bandits"] == "6" and by["alice"]["bandits_status"] == "failed" and by["alice"]["max_total"] == "8"
+    assert (
+        by["alice"]["bandits"] == "6" and by["alice"]["bandits_status"] == "failed" and by["alice"]["max_total"] == "8"
+    )
     assert by["alice"]["problems"] == f"bandits: partial: {AWKWARD}"
     assert (by["carol"]["bandits"], by["carol"]["bandits_status"]) == ("", "missing")
     assert by["carol"]["problems"].startswith("submission: no submission found")
@@ -194,8 +245,9 @@ class Page(HTMLParser):
 
 
 def test_html_page_links_the_plots(reports, tmp_path):
-    plot = plot_average_reward(tmp_path / "plots/alice/bandits-average-reward.png",
-                               {(0.1, 0.0, 0.0): np.linspace(0, 1.3, 1000)})
+    plot = plot_average_reward(
+        tmp_path / "plots/alice/bandits-average-reward.png", {(0.1, 0.0, 0.0): np.linspace(0, 1.3, 1000)}
+    )
     with_plot = [dataclasses.replace(r) for r in reports]
     with_plot[0].checks = [dataclasses.replace(c, details=dict(c.details, plot=plot)) for c in reports[0].checks]
     page_path = tmp_path / "site/index.html"
@@ -211,12 +263,14 @@ def test_html_page_links_the_plots(reports, tmp_path):
 
 def test_the_readme_documents_the_report_model():
     from grader.report import CheckResult, Report, schema_table
+
     readme = (REPO / "README.md").read_text()
     assert schema_table(Report) in readme and schema_table(CheckResult) in readme
 
 
 def test_reports_read_back_as_they_were_written(reports):
     from grader.report import Report
+
     for report in reports:
         again = Report.from_dict(json.loads(json.dumps(report.to_dict())))
         assert again == report
@@ -241,7 +295,7 @@ def test_student_names_cannot_become_formulas_in_summary_csv(tmp_path):
     for name in FORMULAS:
         (root / name).mkdir(parents=True)
         (root / name / "bandits.py").write_text((REPO / "solutions/bandits.py").read_text())
-    (root / FORMULAS[0] / "bandits.py").write_text('raise ValueError("=cmd|\' /C calc\'!A0")\n')
+    (root / FORMULAS[0] / "bandits.py").write_text("raise ValueError(\"=cmd|' /C calc'!A0\")\n")
     result = run_grader(root, "--out", tmp_path / "out", "--check", "update: sample", "--jobs", "2", "--quiet")
     assert result.returncode == 1, result.stdout + result.stderr
     rows = list(csv.reader(io.StringIO((tmp_path / "out" / "summary.csv").read_bytes().decode(), newline="")))

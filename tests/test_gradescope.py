@@ -3,6 +3,7 @@ unpacked into a temporary folder standing for /autograder, run_autograder run on
 template and broken submissions, results.json checked against Gradescope's documented schema
 (https://gradescope-autograders.readthedocs.io/en/latest/specs/). setup.sh's installs are not
 run (this environment has the stack already): its syntax and its pins are checked."""
+
 import json
 import os
 import subprocess
@@ -13,9 +14,9 @@ import zipfile
 import jupytext
 import nbformat
 import pytest
+from test_formats import assert_gradescope
 
 from conftest import REPO
-from test_formats import assert_gradescope
 
 NAMES = sorted(p.stem for p in (REPO / "solutions").glob("*.py"))
 FAST = ["bandits", "value_iteration"]
@@ -23,8 +24,9 @@ FAST = ["bandits", "value_iteration"]
 
 def build(tmp_path, name):
     archive = tmp_path / f"{name}.zip"
-    result = subprocess.run([sys.executable, "tools/make_gradescope.py", name, "-o", str(archive)], cwd=REPO,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "tools/make_gradescope.py", name, "-o", str(archive)], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     return archive
 
@@ -41,8 +43,9 @@ def unpack(archive, root):
 
 def run_autograder(root, python=sys.executable):
     env = dict(os.environ, AUTOGRADER_ROOT=str(root), GRADER_PYTHON=python)
-    result = subprocess.run([str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True,
-                            timeout=900)
+    result = subprocess.run(
+        [str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True, timeout=900
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads((root / "results" / "results.json").read_text())
     assert_gradescope(data)
@@ -60,10 +63,20 @@ def test_the_archive_builds_for_every_assignment(tmp_path, name):
         modes = {i.filename: (i.external_attr >> 16) & 0o777 for i in z.infolist()}
         setup = z.read("setup.sh").decode()
         run = z.read("run_autograder").decode()
-    assert {"setup.sh", "run_autograder", "grader/__main__.py", "grader/notebook.py", f"grader/assignments/{name}.py",
-            "grader/hidden/__init__.py", "datasets/__init__.py", "datasets/checksums.json",
-            "scripts/setup_data.sh"} <= names
-    assert not any(n.startswith(("solutions/", "tests/", "tools/", "assignments/")) or "__pycache__" in n for n in names)
+    assert {
+        "setup.sh",
+        "run_autograder",
+        "grader/__main__.py",
+        "grader/notebook.py",
+        f"grader/assignments/{name}.py",
+        "grader/hidden/__init__.py",
+        "datasets/__init__.py",
+        "datasets/checksums.json",
+        "scripts/setup_data.sh",
+    } <= names
+    assert not any(
+        n.startswith(("solutions/", "tests/", "tools/", "assignments/")) or "__pycache__" in n for n in names
+    )
     assert modes["setup.sh"] & 0o111 and modes["run_autograder"] & 0o111 and modes["scripts/setup_data.sh"] & 0o111
     assert subprocess.run(["bash", "-n", "-c", setup]).returncode == 0
     pins = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
@@ -75,8 +88,9 @@ def test_the_archive_builds_for_every_assignment(tmp_path, name):
 
 
 def test_an_unknown_assignment_is_a_usage_error():
-    result = subprocess.run([sys.executable, "tools/make_gradescope.py", "nope"], cwd=REPO, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [sys.executable, "tools/make_gradescope.py", "nope"], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 2 and "unknown assignment 'nope'" in result.stderr and "bandits" in result.stderr
 
 
@@ -112,12 +126,15 @@ def test_a_template_fails_naming_its_todos(autograder, tmp_path):
     assert "unfinished TODOs" in data["output"] and "TODO" in data["tests"][0]["output"]
 
 
-@pytest.mark.parametrize("broken, says", [
-    ("notebook.ipynb:{", "the notebook's JSON is broken"),  # any name: the only notebook submitted
-    ("NAME.py:def f(:\n", "SyntaxError"),
-    ("NAME.py:x = 1\n|NAME.ipynb:{}", "several files for NAME"),
-    ("notes.txt:nothing to grade", "no submission found: expected NAME.py or NAME.ipynb"),
-])
+@pytest.mark.parametrize(
+    "broken, says",
+    [
+        ("notebook.ipynb:{", "the notebook's JSON is broken"),  # any name: the only notebook submitted
+        ("NAME.py:def f(:\n", "SyntaxError"),
+        ("NAME.py:x = 1\n|NAME.ipynb:{}", "several files for NAME"),
+        ("notes.txt:nothing to grade", "no submission found: expected NAME.py or NAME.ipynb"),
+    ],
+)
 def test_a_broken_submission_still_gets_results(tmp_path, broken, says):
     name = "bandits"
     root = unpack(build(tmp_path, name), tmp_path / "autograder")
@@ -140,16 +157,29 @@ def test_results_are_written_even_when_the_grader_cannot_run(tmp_path):
 def test_leaderboard_entries_where_a_figure_invites_them():
     from grader.formats import gradescope, leaderboard
     from grader.report import CheckResult, Report
-    vae = Report(assignment="vae", checks=[CheckResult("test -ELBO, z_dim 2", value=144.4),
-                                           CheckResult("latent loss: analytic KL", value=0.0)])
-    reinforce = Report(assignment="reinforce", checks=[CheckResult(
-        "training: greedy mean return", value=2, details={"trainings": [{"training_episodes": 200},
-                                                                         {"training_episodes": 250}]})])
-    bandits = Report(assignment="bandits", checks=[CheckResult("testbed: epsilon 0.1, averaging", value=1.31),
-                                                   CheckResult("select: greedy", value=0)])
+
+    vae = Report(
+        assignment="vae",
+        checks=[CheckResult("test -ELBO, z_dim 2", value=144.4), CheckResult("latent loss: analytic KL", value=0.0)],
+    )
+    reinforce = Report(
+        assignment="reinforce",
+        checks=[
+            CheckResult(
+                "training: greedy mean return",
+                value=2,
+                details={"trainings": [{"training_episodes": 200}, {"training_episodes": 250}]},
+            )
+        ],
+    )
+    bandits = Report(
+        assignment="bandits",
+        checks=[CheckResult("testbed: epsilon 0.1, averaging", value=1.31), CheckResult("select: greedy", value=0)],
+    )
     assert leaderboard(vae) == [{"name": "test -ELBO, z_dim 2 (nats)", "value": 144.4, "order": "asc"}]
-    assert leaderboard(reinforce) == [{"name": "training episodes used (mean of the trainings)", "value": 225.0,
-                                       "order": "asc"}]
+    assert leaderboard(reinforce) == [
+        {"name": "training episodes used (mean of the trainings)", "value": 225.0, "order": "asc"}
+    ]
     assert leaderboard(bandits) == [{"name": "mean reward, epsilon 0.1, averaging", "value": 1.31, "order": "desc"}]
     assert leaderboard(Report(assignment="value_iteration", checks=[CheckResult("4x4: v*", value=0.1)])) == []
     assert gradescope([vae])["leaderboard"] and "leaderboard" not in gradescope([vae, Report(student="x")])

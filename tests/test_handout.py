@@ -1,4 +1,5 @@
 """The student handout (tools/make_handout.py): no solution in it, and its grader works."""
+
 import shutil
 import subprocess
 import sys
@@ -18,8 +19,9 @@ SOLUTIONS = sorted((REPO / "solutions").glob("*.py"))
 
 
 def build(path):
-    result = subprocess.run([sys.executable, "tools/make_handout.py", "-o", str(path)], cwd=REPO,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "tools/make_handout.py", "-o", str(path)], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     return path
 
@@ -42,11 +44,25 @@ def test_the_handout_holds_templates_grader_datasets_and_a_readme(handout):
     _, files, _ = handout
     assert all(name.startswith("course-handout/") for name in files)
     names = {name.split("/", 1)[1] for name in files}
-    assert {"README.md", "requirements.txt", "scripts/setup_data.sh", "grader/__main__.py", "grader/cli.py",
-            "grader/assignments/bandits.py", "datasets/__init__.py", "datasets/checksums.json"} <= names
+    assert {
+        "README.md",
+        "requirements.txt",
+        "scripts/setup_data.sh",
+        "grader/__main__.py",
+        "grader/cli.py",
+        "grader/assignments/bandits.py",
+        "datasets/__init__.py",
+        "datasets/checksums.json",
+    } <= names
     assert {f"assignments/{s.name}" for s in SOLUTIONS} <= names
-    assert {name.split("/")[0] for name in names} == {"README.md", "requirements.txt", "scripts", "grader",
-                                                      "datasets", "assignments"}
+    assert {name.split("/")[0] for name in names} == {
+        "README.md",
+        "requirements.txt",
+        "scripts",
+        "grader",
+        "datasets",
+        "assignments",
+    }
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
     assert "pytest" not in files["course-handout/requirements.txt"].decode()
     assert "python -m grader assignments/bandits.py" in files["course-handout/README.md"].decode()
@@ -61,17 +77,23 @@ def test_no_solution_code_in_the_handout(handout):
     assert make_handout.leaks({name.split("/", 1)[1]: data for name, data in files.items()}) == []
     # the detector finds solution code wherever it is, even re-indented in another file
     region = (REPO / "solutions/bandits.py").read_text().split("### BEGIN SOLUTION\n")[2].split("### END SOLUTION")[0]
-    planted = {"grader/helpers.py": ("def update(self, actions, rewards):\n" + region.replace("        ", "    ")).encode()}
+    planted = {
+        "grader/helpers.py": ("def update(self, actions, rewards):\n" + region.replace("        ", "    ")).encode()
+    }
     assert [(path, solution) for path, solution, _ in make_handout.leaks(planted)] == [
-        ("grader/helpers.py", "bandits.py")] * 2
+        ("grader/helpers.py", "bandits.py")
+    ] * 2
     assert make_handout.problems(dict(make_handout.handout_files()[0], **planted))
 
 
 def test_the_handout_grader_runs_on_its_templates(handout, tmp_path):
     _, _, root = handout
+
     def grader(*args):
-        return subprocess.run([sys.executable, "-m", "grader", *args], cwd=root, capture_output=True, text=True,
-                              timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "grader", *args], cwd=root, capture_output=True, text=True, timeout=300
+        )
+
     listing = grader("--help")
     assert listing.returncode == 0 and all(s.stem in listing.stdout for s in SOLUTIONS)
     template = grader("assignments/bandits.py")
@@ -95,8 +117,12 @@ def test_the_archive_is_reproducible_and_tar_gz_has_the_same_files(handout, tmp_
 
 
 def test_refuses_an_unknown_archive_format(tmp_path):
-    result = subprocess.run([sys.executable, "tools/make_handout.py", "-o", str(tmp_path / "h.rar")], cwd=REPO,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "tools/make_handout.py", "-o", str(tmp_path / "h.rar")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and ".zip or .tar.gz" in result.stderr
 
 
@@ -107,6 +133,7 @@ def test_the_handout_refers_only_to_what_it_ships_and_lists_every_assignment(han
     assert make_handout.dangling({"grader/x.py": b"see bench/vae.py\n"}) == [("grader/x.py", 1, "see bench/vae.py")]
     readme = shipped["README.md"].decode()
     from grader.assignments import all_assignments
+
     for name, assignment in all_assignments().items():
         assert f"`assignments/{name}.py`" in readme and f"`{name}.py`" in readme and assignment.title in readme
     assert "course-handout/" in readme and "cd course-handout" in readme
@@ -155,8 +182,10 @@ def test_a_student_walks_through_the_handout(handout, tmp_path):
         (mine / solution.name).write_text(fill(template, solution.read_text()))
 
     def grade(*args):
-        return subprocess.run([python, "-m", "grader", *args, "--quiet"], cwd=root, capture_output=True,
-                              text=True, timeout=900)
+        return subprocess.run(
+            [python, "-m", "grader", *args, "--quiet"], cwd=root, capture_output=True, text=True, timeout=900
+        )
+
     for name in ("bandits", "value_iteration"):  # every check
         result = grade(f"walk/{name}.py")
         assert result.returncode == 0 and result.stdout.startswith("PASSED"), result.stdout + result.stderr
@@ -170,14 +199,19 @@ def test_a_student_walks_through_the_handout(handout, tmp_path):
 def _base_python():
     """A Python 3.11 as the student would have it (not this virtual environment's)."""
     import sysconfig
+
     return str(Path(sys.base_prefix) / "bin" / f"python{sysconfig.get_python_version()}")
 
 
 # ------------------------------------------------------------------ notebooks
 def notebooks(files):
     import nbformat
-    return {name.split("/")[-1][:-len(".ipynb")]: nbformat.reads(data.decode(), as_version=4)
-            for name, data in files.items() if name.endswith(".ipynb")}
+
+    return {
+        name.split("/")[-1][: -len(".ipynb")]: nbformat.reads(data.decode(), as_version=4)
+        for name, data in files.items()
+        if name.endswith(".ipynb")
+    }
 
 
 def fill_notebook(notebook, solution):
@@ -186,14 +220,17 @@ def fill_notebook(notebook, solution):
     regions = ["\n".join(line for line in region.split("\n")[:-1]) + "\n" for region in regions]
     for cell in notebook.cells:
         if cell.cell_type == "code":
-            cell.source = "".join(regions.pop(0) if line.strip().startswith('raise NotImplementedError("TODO: ')
-                                  else line for line in cell.source.splitlines(keepends=True))
+            cell.source = "".join(
+                regions.pop(0) if line.strip().startswith('raise NotImplementedError("TODO: ') else line
+                for line in cell.source.splitlines(keepends=True)
+            )
     assert not regions
     return notebook
 
 
 def test_the_handout_has_a_notebook_of_every_template(handout):
     import nbformat
+
     _, files, _ = handout
     books = notebooks(files)
     assert sorted(books) == [s.stem for s in SOLUTIONS]
@@ -216,8 +253,10 @@ def test_the_handout_has_a_notebook_of_every_template(handout):
 
 @pytest.mark.parametrize("name", [s.stem for s in SOLUTIONS])
 def test_the_handout_notebooks_filled_from_the_solutions_convert_and_compile(handout, name):
-    from grader.notebook import to_program
     import nbformat
+
+    from grader.notebook import to_program
+
     _, files, _ = handout
     filled = fill_notebook(notebooks(files)[name], (REPO / "solutions" / f"{name}.py").read_text())
     program = to_program(nbformat.writes(filled).encode())
@@ -229,18 +268,27 @@ def test_the_handout_notebooks_filled_from_the_solutions_convert_and_compile(han
 def test_the_filled_handout_notebooks_pass_and_run_in_jupyter(handout, tmp_path, name):
     """Graded by the handout's grader, every check passes; run as Jupyter does (as __main__, with the
     kernel's argv), the last cell runs main([])."""
-    from grader.notebook import to_program
     import nbformat
+
+    from grader.notebook import to_program
+
     _, files, root = handout
     folder = root / f"filled-{name}"
     folder.mkdir()
     text = nbformat.writes(fill_notebook(notebooks(files)[name], (REPO / "solutions" / f"{name}.py").read_text()))
     (folder / f"{name}.ipynb").write_text(text)
-    result = subprocess.run([sys.executable, "-m", "grader", f"filled-{name}/{name}.ipynb", "--quiet"], cwd=root,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "grader", f"filled-{name}/{name}.ipynb", "--quiet"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0 and result.stdout.startswith("PASSED"), result.stdout + result.stderr
-    kernel = ("import sys; sys.argv = ['ipykernel_launcher.py', '-f', 'kernel.json']\n"
-              f"exec(compile(open({str(tmp_path / 'code.py')!r}).read(), 'notebook', 'exec'), {{'__name__': '__main__'}})")
+    kernel = (
+        "import sys; sys.argv = ['ipykernel_launcher.py', '-f', 'kernel.json']\n"
+        f"exec(compile(open({str(tmp_path / 'code.py')!r}).read(), 'notebook', 'exec'), {{'__name__': '__main__'}})"
+    )
     (tmp_path / "code.py").write_bytes(to_program(text.encode()).code)
     jupyter = subprocess.run([sys.executable, "-c", kernel], cwd=folder, capture_output=True, text=True, timeout=300)
     assert jupyter.returncode == 0 and jupyter.stdout, jupyter.stderr

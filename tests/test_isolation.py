@@ -1,6 +1,7 @@
 """The isolation machinery itself (grader/sandbox.py): what the sandbox binds, the GPU nodes it
 adds, and limits that hold over every process of the sandbox, with or without a cgroup.
 (Hostile submissions graded end to end are in test_sandbox.py.)"""
+
 import os
 import shutil
 import sys
@@ -38,13 +39,15 @@ def test_the_sandbox_sees_only_python_read_only():
         assert not path.is_relative_to(Path.home()) or path.is_relative_to(Path(sys.base_prefix).resolve()), source
     masked = [args[i + 1] for i, a in enumerate(args) if a == "--tmpfs"]
     import datasets
+
     for folder in datasets.data_folders():
         if folder.is_dir() and any(folder.resolve().is_relative_to(Path(b).resolve()) for b in binds):
             assert str(folder) in masked, f"{folder} holds data and is visible"
     assert args[args.index("--size") + 1] == str(Limits().disk_mb << 20)
     tmp = args.index("/tmp")  # the writable tmpfs before the binds: Python may live under the host's /tmp
-    assert args[tmp - 1] == "--tmpfs" and tmp < min(i for i, a in enumerate(args) if a == "--ro-bind" and
-                                                     args[i + 1] in map(str, sb.python_folders()))
+    assert args[tmp - 1] == "--tmpfs" and tmp < min(
+        i for i, a in enumerate(args) if a == "--ro-bind" and args[i + 1] in map(str, sb.python_folders())
+    )
 
 
 def test_gpu_nodes_are_bound_only_for_a_gpu(tmp_path, monkeypatch):
@@ -53,8 +56,14 @@ def test_gpu_nodes_are_bound_only_for_a_gpu(tmp_path, monkeypatch):
     (tmp_path / "nvidia-caps").mkdir()
     args = sb.gpu_binds(str(tmp_path))
     bound = [args[i + 1] for i, a in enumerate(args) if a == "--dev-bind"]
-    assert sorted(Path(p).name for p in bound) == ["nvidia-caps", "nvidia-uvm", "nvidia-uvm-tools", "nvidia0",
-                                                   "nvidia1", "nvidiactl"]
+    assert sorted(Path(p).name for p in bound) == [
+        "nvidia-caps",
+        "nvidia-uvm",
+        "nvidia-uvm-tools",
+        "nvidia0",
+        "nvidia1",
+        "nvidiactl",
+    ]
     assert args[args.index("--dev-bind") + 2].startswith("/dev/nvidia")
     assert sb.gpu_binds(str(tmp_path / "nvidia-caps")) == []  # no nodes: nothing bound, not even /sys
     monkeypatch.setattr(sb, "gpu_binds", lambda dev="/dev": ["--dev-bind", "/dev/nvidia0", "/dev/nvidia0"])
@@ -146,14 +155,17 @@ def test_without_bubblewrap_the_child_still_runs_and_is_cleaned_up(tmp_path):
 def test_the_policy_is_part_of_every_sandbox():
     """Seccomp by descriptor, /proc's root-only files read-only, no pseudo-terminals (no --dev);
     with staged folders (the grader as root) the Python folders are bound from their stage."""
-    args = sb.bwrap_arguments("bandits", Limits(), "cpu", False, {"child": 5, "submission": 6, "passwd": 7, "seccomp": 8})
+    args = sb.bwrap_arguments(
+        "bandits", Limits(), "cpu", False, {"child": 5, "submission": 6, "passwd": 7, "seccomp": 8}
+    )
     assert args[args.index("--seccomp") + 1] == "8"
     assert "--dev" not in args and "--ro-bind" in args
     assert [args[i + 1] for i, a in enumerate(args) if a == "--ro-bind" and args[i + 1] == "/proc/sys"]
     assert args.index("/proc/sys") > args.index("--proc")
     folder = sb.python_folders()[0]
-    staged = sb.bwrap_arguments("bandits", Limits(), "cpu", False, {"child": 5, "submission": 6, "passwd": 7},
-                                {folder: "/stage/0"})
+    staged = sb.bwrap_arguments(
+        "bandits", Limits(), "cpu", False, {"child": 5, "submission": 6, "passwd": 7}, {folder: "/stage/0"}
+    )
     assert staged[staged.index("/stage/0") + 1] == str(folder)
     assert len(sb.seccomp_program()) > 0 and len(sb.seccomp_program()) % 8 == 0  # BPF instructions
 
@@ -203,8 +215,9 @@ def test_tensorflow_numpy_and_gymnasium_work_under_the_policy_with_the_gpu_binds
     against a fake /dev (empty files named as NVIDIA's nodes: bound, never a real device)."""
     real = sb.gpu_binds
     monkeypatch.setattr(sb, "gpu_binds", lambda dev="/dev": real(str(fake_dev)))
-    with sb.Sandbox(LIBRARIES.encode(), "libraries", Limits(start_time=300, time=120), device="auto",
-                    tensorflow=True) as box:
+    with sb.Sandbox(
+        LIBRARIES.encode(), "libraries", Limits(start_time=300, time=120), device="auto", tensorflow=True
+    ) as box:
         loss, grads, reward, singular = box.call("work")
         assert box.device == "cpu"  # the fake nodes are no GPU
     assert loss >= 0 and grads == 4 and reward == 1.0 and singular == 3.0

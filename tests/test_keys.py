@@ -4,12 +4,13 @@ The unit checks of the fast assignments draw their instances from the key (value
 random map and values, the bandits' estimates): every named bug of tests/test_bandits.py and
 tests/test_value_iteration.py is graded under 20 different keys, as one class per key, and must
 fail the same check with the same hint under each."""
+
 import json
 
 import pytest
-
 import test_bandits
 import test_value_iteration
+
 from conftest import run_grader, variant, write_key
 
 KEYS = 20
@@ -46,5 +47,6 @@ def test_named_bugs_fail_alike_under_any_key(tmp_path, monkeypatch):
         for student, (assignment, check, words) in expected.items():
             report = json.loads((out / student / f"{assignment}.json").read_text())
             found = {c["name"]: c for c in report["checks"]}
-            assert not found[check]["passed"] and all(w in found[check]["message"] for w in words), \
+            assert not found[check]["passed"] and all(w in found[check]["message"] for w in words), (
                 f"key {k}, {student}: {found[check]['message']}"
+            )

@@ -4,11 +4,13 @@ wall-clock backstop (grader/sandbox.py, `Deadline`).
 On a machine oversubscribed four times (4 busy processes per core beside the grading), a correct
 reference keeps its verdict, also under a CPU limit so tight that a wall-clock limit of the same
 seconds fails it (value iteration's whole run, about 0.3 CPU seconds, against 1 second)."""
+
 import os
 import subprocess
 import sys
 
 import pytest
+
 from conftest import REPO
 
 BUSY_PER_CORE = 4
@@ -30,8 +32,11 @@ def oversubscribed():
 def grade(name, **limits):
     from grader import runner
     from grader.assignments import all_assignments
+
     assignment = all_assignments()[name]
-    return runner.grade(assignment, REPO / "solutions" / f"{name}.py", limits=assignment.limits.override(**limits)).to_dict()
+    return runner.grade(
+        assignment, REPO / "solutions" / f"{name}.py", limits=assignment.limits.override(**limits)
+    ).to_dict()
 
 
 @pytest.mark.slow
@@ -45,9 +50,16 @@ def test_a_correct_reference_keeps_its_verdict_on_an_oversubscribed_machine(over
     report = grade("value_iteration", time=1)
     assert report["status"] == "passed", [c["message"] for c in report["checks"] if not c["passed"]]
     from grader import sandbox
+
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sandbox.Deadline, "exceeded", lambda self, fresh=True: (
-            f"{self.wall():.2f} wall seconds of {self.limit:g}" if self.wall() > self.limit else None))
+        patch.setattr(
+            sandbox.Deadline,
+            "exceeded",
+            lambda self, fresh=True: (
+                f"{self.wall():.2f} wall seconds of {self.limit:g}" if self.wall() > self.limit else None
+            ),
+        )
         wall_clock = grade("value_iteration", time=1)
-    assert wall_clock["status"] == "failed" and any("timed out" in c["message"] for c in wall_clock["checks"]), \
+    assert wall_clock["status"] == "failed" and any("timed out" in c["message"] for c in wall_clock["checks"]), (
         "the machine was not busy enough for this test to show anything"
+    )

@@ -1,6 +1,7 @@
 """Neural architecture search: the tabulated benchmark (verified, reproducible), the template
 (every TODO checked by name), planted bugs each failing its named check, the grader's own
 controller model, and a full grading of the reference (slow)."""
+
 import hashlib
 import importlib
 import json
@@ -9,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from conftest import REPO, checks_of, variant
 
 SOLUTION = "solutions/nas.py"
@@ -25,8 +27,10 @@ def spec():
 def test_the_table_is_verified_by_its_checksum(tmp_path):
     from datasets import DatasetError
     from datasets.nas import load_table
+
     table = load_table()
     import make_nas_table
+
     assert len(table.choices) == 3 ** len(make_nas_table.DECISIONS) == spec().SPACE_SIZE
     assert [(name, values) for name, values in table.decisions] == [(n, list(v)) for n, v in make_nas_table.DECISIONS]
     for row, choices in enumerate(table.choices):  # parameters and FLOPs as the builder counts them
@@ -34,8 +38,9 @@ def test_the_table_is_verified_by_its_checksum(tmp_path):
     assert table.dev_accuracy.shape == table.test_accuracy.shape == (len(table.choices), 2)
     assert 0.1 < table.dev_accuracy.min() and table.dev_accuracy.max() < 1
     edited = tmp_path / "nas_table.json"
-    edited.write_bytes((REPO / "datasets" / "nas_table.json").read_bytes().replace(b'"dev_accuracy": [0.',
-                                                                                    b'"dev_accuracy": [1.', 1))
+    edited.write_bytes(
+        (REPO / "datasets" / "nas_table.json").read_bytes().replace(b'"dev_accuracy": [0.', b'"dev_accuracy": [1.', 1)
+    )
     with pytest.raises(DatasetError, match="SHA-256"):
         load_table(edited)
 
@@ -44,8 +49,13 @@ def test_the_table_is_verified_by_its_checksum(tmp_path):
 def test_the_table_is_regenerated_byte_for_byte(tmp_path):
     """The first 2 architectures trained again give the table's rows exactly (same stack)."""
     out = tmp_path / "t.json"
-    subprocess.run([sys.executable, "tools/make_nas_table.py", "--limit", "2", "--out", out], cwd=REPO, check=True,
-                   capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "tools/make_nas_table.py", "--limit", "2", "--out", out],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     rows = (REPO / "datasets" / "nas_table.json").read_text().split('"architectures": [\n', 1)[1].splitlines()
     again = out.read_text().split('"architectures": [\n', 1)[1].splitlines()
     assert again[0] == rows[0] and again[1].rstrip(",") == rows[1].rstrip(",")
@@ -57,6 +67,7 @@ def test_the_graders_controller_model_matches_keras():
     and the greedy architecture decoded from them is the solution's own greedy()."""
     sys.path.insert(0, str(REPO / "solutions"))
     import nas
+
     args = nas.parse_args(["--seed", "3"])
     controller = nas.Controller(4, 3, args)
     weights = [w * 3 for w in controller.model.get_weights()]  # sharper: a decoding error would show
@@ -81,8 +92,15 @@ def test_the_relabelling_is_a_bijection():
 def test_template_fails_naming_the_todos(tmp_path):
     result, checks, report = checks_of(tmp_path, "assignments/nas.py", *UNIT)
     assert result.returncode == 1
-    assert set(report["todos"]) == {"policy_loss", "update_baseline", "Controller.sample", "Controller.log_probability",
-                                    "Controller.train", "Controller.greedy", "train"}
+    assert set(report["todos"]) == {
+        "policy_loss",
+        "update_baseline",
+        "Controller.sample",
+        "Controller.log_probability",
+        "Controller.train",
+        "Controller.greedy",
+        "train",
+    }
     assert checks and all(not c["passed"] and "TODO" in c["message"] for c in checks.values())
 
 
@@ -97,6 +115,7 @@ def test_every_todo_is_checked_by_name(tmp_path, submission):
     """For every TODO, the reference with only that function unfinished fails a check about it,
     whose message names it."""
     from test_reinforce import one_todo
+
     checks_about = {}
     for check in spec().ASSIGNMENT.checks:
         for function in check.functions:
@@ -107,48 +126,91 @@ def test_every_todo_is_checked_by_name(tmp_path, submission):
         path = submission(text, name="nas.py")
         result, checks, report = checks_of(tmp_path, path, *[a for n in checks_about[function] for a in ("--check", n)])
         assert result.returncode == 1 and report["todos"] == [function]
-        assert any(checks[n]["message"] == f"unfinished TODO: {function}" for n in checks_about[function]), \
-            (function, {n: c["message"] for n, c in checks.items()})
+        assert any(checks[n]["message"] == f"unfinished TODO: {function}" for n in checks_about[function]), (
+            function,
+            {n: c["message"] for n, c in checks.items()},
+        )
 
 
 # ------------------------------------------------------------------ typical bugs, each named
 LOSS = "    advantages = returns - tf.stop_gradient(baseline)\n"
 BUGS = {
-    "baseline differentiated": ((LOSS, "    advantages = returns - baseline\n"),
-                                "policy loss: gradient with the baseline a constant", "differentiated"),
-    "baseline added": ((LOSS, "    advantages = returns + tf.stop_gradient(baseline)\n"),
-                       "policy loss: gradient with the baseline a constant", "added to the returns"),
-    "loss sign": (("    return -tf.reduce_mean(advantages * log_probs)", "    return tf.reduce_mean(advantages * log_probs)"),
-                  "policy loss: gradient with the baseline a constant", "sign error"),
-    "baseline never updated": (("    return mean if baseline is None else float(decay * baseline + (1 - decay) * mean)",
-                                "    return mean if baseline is None else float(baseline)"),
-                               "baseline: moving average of the returns", "never updated"),
-    "decay swapped": (("float(decay * baseline + (1 - decay) * mean)", "float((1 - decay) * baseline + decay * mean)"),
-                      "baseline: moving average of the returns", "swapped"),
+    "baseline differentiated": (
+        (LOSS, "    advantages = returns - baseline\n"),
+        "policy loss: gradient with the baseline a constant",
+        "differentiated",
+    ),
+    "baseline added": (
+        (LOSS, "    advantages = returns + tf.stop_gradient(baseline)\n"),
+        "policy loss: gradient with the baseline a constant",
+        "added to the returns",
+    ),
+    "loss sign": (
+        ("    return -tf.reduce_mean(advantages * log_probs)", "    return tf.reduce_mean(advantages * log_probs)"),
+        "policy loss: gradient with the baseline a constant",
+        "sign error",
+    ),
+    "baseline never updated": (
+        (
+            "    return mean if baseline is None else float(decay * baseline + (1 - decay) * mean)",
+            "    return mean if baseline is None else float(baseline)",
+        ),
+        "baseline: moving average of the returns",
+        "never updated",
+    ),
+    "decay swapped": (
+        ("float(decay * baseline + (1 - decay) * mean)", "float((1 - decay) * baseline + decay * mean)"),
+        "baseline: moving average of the returns",
+        "swapped",
+    ),
     "log-probability of the wrong decision": (
-        ("tf.gather(log_probs, tf.cast(choices, tf.int32), batch_dims=2)",
-         "tf.gather(log_probs, tf.cast(np.roll(choices, 1, axis=1), tf.int32), batch_dims=2)"),
-        "Controller.log_probability: sum of log pi(a_t | a_<t)", "wrong decision"),
+        (
+            "tf.gather(log_probs, tf.cast(choices, tf.int32), batch_dims=2)",
+            "tf.gather(log_probs, tf.cast(np.roll(choices, 1, axis=1), tf.int32), batch_dims=2)",
+        ),
+        "Controller.log_probability: sum of log pi(a_t | a_<t)",
+        "wrong decision",
+    ),
     "greedy decoding that samples": (
-        ("            choices[0, t] = int(np.argmax(self.logits(self.tokens(choices))[0, t]))",
-         "            choices[0, t] = int(tf.random.categorical(self.logits(self.tokens(choices))[:, t], 1)[0, 0])"),
-        "Controller.greedy: the most probable architecture", "does not sample"),
+        (
+            "            choices[0, t] = int(np.argmax(self.logits(self.tokens(choices))[0, t]))",
+            "            choices[0, t] = int(tf.random.categorical(self.logits(self.tokens(choices))[:, t], 1)[0, 0])",
+        ),
+        "Controller.greedy: the most probable architecture",
+        "does not sample",
+    ),
     "sampling that takes the argmax": (
-        ("            choices[:, t] = np.minimum((rng.random(n)[:, None] >= cumulative).sum(axis=1), self.num_choices - 1)",
-         "            choices[:, t] = np.argmax(logits, axis=1)"),
-        "Controller.sample: frequencies step by step", "argmax"),
+        (
+            "            choices[:, t] = np.minimum((rng.random(n)[:, None] >= cumulative).sum(axis=1), self.num_choices - 1)",
+            "            choices[:, t] = np.argmax(logits, axis=1)",
+        ),
+        "Controller.sample: frequencies step by step",
+        "argmax",
+    ),
     "decisions not fed back": (
-        ("            logits = np.asarray(self.logits(self.tokens(choices))[:, t], np.float64)",
-         "            logits = np.asarray(self.logits(np.zeros_like(choices))[:, t], np.float64)"),
-        "Controller.sample: frequencies step by step", "not fed back"),
+        (
+            "            logits = np.asarray(self.logits(self.tokens(choices))[:, t], np.float64)",
+            "            logits = np.asarray(self.logits(np.zeros_like(choices))[:, t], np.float64)",
+        ),
+        "Controller.sample: frequencies step by step",
+        "not fed back",
+    ),
     "baseline not updated in Controller.train": (
         ("        self.baseline = update_baseline(self.baseline, returns, self.decay)\n", ""),
-        "Controller.train: one step along R - b", "never updated"),
+        "Controller.train: one step along R - b",
+        "never updated",
+    ),
     "training on the greedy architecture": (
-        ("        returns = evaluations.evaluate(choices)\n",
-         ("        choices = np.repeat(controller.greedy()[None], n, axis=0)\n"
-          "        returns = evaluations.evaluate(choices)\n")),
-        "train: the evaluation budget, every batch trained on", "sampled"),
+        (
+            "        returns = evaluations.evaluate(choices)\n",
+            (
+                "        choices = np.repeat(controller.greedy()[None], n, axis=0)\n"
+                "        returns = evaluations.evaluate(choices)\n"
+            ),
+        ),
+        "train: the evaluation budget, every batch trained on",
+        "sampled",
+    ),
 }
 
 
@@ -160,19 +222,27 @@ def test_each_typical_bug_fails_its_named_check(tmp_path, submission, bug):
     failed = {n: c["message"] for n, c in checks.items() if not c["passed"]}
     assert result.returncode == 1 and name in failed, failed
     assert words in failed[name], failed[name]
-    assert all(n == name or "fix that first" in m or n.startswith(("Controller.train", "train:"))
-               for n, m in failed.items()), failed  # no other part is blamed
+    assert all(
+        n == name or "fix that first" in m or n.startswith(("Controller.train", "train:")) for n, m in failed.items()
+    ), failed  # no other part is blamed
 
 
 def test_tampered_logits_are_refused(tmp_path, submission):
     """A controller whose logits are not its model's (e.g. a hand-written table of preferences)
     is refused: the grader measures the exported model."""
-    text = variant(SOLUTION, ("        return self._call(np.asarray(tokens, np.int32))",
-                              "        return self._call(np.asarray(tokens, np.int32)) + 1.0 * (np.arange(3) == 0)"))
+    text = variant(
+        SOLUTION,
+        (
+            "        return self._call(np.asarray(tokens, np.int32))",
+            "        return self._call(np.asarray(tokens, np.int32)) + 1.0 * (np.arange(3) == 0)",
+        ),
+    )
     result, checks, _ = checks_of(tmp_path, submission(text, name="nas.py"), "--check", "Controller.greedy")
     assert result.returncode == 1
-    assert "recomputed by the grader from its exported weights" in checks["Controller.greedy: the most probable "
-                                                                         "architecture"]["message"]
+    assert (
+        "recomputed by the grader from its exported weights"
+        in checks["Controller.greedy: the most probable architecture"]["message"]
+    )
 
 
 # ------------------------------------------------------------------ full gradings

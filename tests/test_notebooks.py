@@ -1,4 +1,5 @@
 """Notebook submissions (grader/notebook.py): a notebook is graded exactly as the .py it holds."""
+
 import hashlib
 import json
 
@@ -42,7 +43,9 @@ def graded_both_ways(tmp_path, name, text, *args):
 
 
 def assert_same_grades(py_report, nb_report):
-    assert [{k: c[k] for k in SAME} for c in nb_report["checks"]] == [{k: c[k] for k in SAME} for c in py_report["checks"]]
+    assert [{k: c[k] for k in SAME} for c in nb_report["checks"]] == [
+        {k: c[k] for k in SAME} for c in py_report["checks"]
+    ]
     for key in ("status", "passed", "score", "max_score", "todos", "error_kind"):
         assert nb_report[key] == py_report[key], key
 
@@ -54,7 +57,7 @@ def test_a_filled_notebook_gets_the_same_checks_and_scores_as_the_py(tmp_path, n
     assert_same_grades(py_report, nb_report)
     assert nb_report["sha256"] == hashlib.sha256(nb.read_bytes()).hexdigest()  # the notebook as submitted
     assert nb_report["submission"].endswith(f"{name}.ipynb")
-    note, = nb_report["notes"]
+    (note,) = nb_report["notes"]
     assert "cell 2" in note and "%matplotlib inline" in note and "!pip install" in note
     assert py_report["notes"] == []
 
@@ -74,16 +77,18 @@ def test_the_template_as_a_notebook_names_the_same_todos(tmp_path):
 
 
 def test_a_tensorflow_notebook_imports_and_answers_like_the_py(tmp_path):
-    py_report, nb_report, _ = graded_both_ways(tmp_path, "reinforce", (REPO / "solutions" / "reinforce.py").read_text(),
-                                               "--check", "returns: ")
+    py_report, nb_report, _ = graded_both_ways(
+        tmp_path, "reinforce", (REPO / "solutions" / "reinforce.py").read_text(), "--check", "returns: "
+    )
     assert nb_report["passed"] and nb_report["checks"]
     assert_same_grades(py_report, nb_report)
 
 
 def cells_with(sources):
     notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_markdown_cell(s[3:]) if s.startswith("md:") else nbformat.v4.new_code_cell(s)
-                      for s in sources]
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell(s[3:]) if s.startswith("md:") else nbformat.v4.new_code_cell(s) for s in sources
+    ]
     return nbformat.writes(notebook)
 
 
@@ -103,8 +108,12 @@ def test_a_syntax_error_names_its_cell_and_line(tmp_path):
 
 
 def test_a_runtime_traceback_names_the_cell_and_line(tmp_path):
-    sources = [c.source.replace("    def update(self, actions, rewards):\n",
-                                "    def update(self, actions, rewards):\n        1 / 0\n") for c in SOLUTION_CELLS]
+    sources = [
+        c.source.replace(
+            "    def update(self, actions, rewards):\n", "    def update(self, actions, rewards):\n        1 / 0\n"
+        )
+        for c in SOLUTION_CELLS
+    ]
     cell = next(i for i, s in enumerate(sources, 1) if "1 / 0" in s)
     line = sources[cell - 1].splitlines().index("        1 / 0") + 1
     path = write(tmp_path, "bandits.ipynb", cells_with(sources))
@@ -114,13 +123,19 @@ def test_a_runtime_traceback_names_the_cell_and_line(tmp_path):
     assert f'bandits.ipynb", cell {cell}, line {line}, in update' in check["details"]["traceback"]
 
 
-@pytest.mark.parametrize("content, reason", [
-    ('{"cells": [{"cell_type": "code", ', "JSON is broken"),
-    ('[1, 2, 3]', "not a notebook"),
-    ('{"nbformat": 4, "nbformat_minor": 5, "metadata": {}}', "not valid"),
-    ("\udcff", "not UTF-8"),
-    ('{"nbformat": 4, "nbformat_minor": 5, "cells": [], "metadata": ' + '{"a": ' * 600 + '{}' + '}' * 601, "nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        ('{"cells": [{"cell_type": "code", ', "JSON is broken"),
+        ("[1, 2, 3]", "not a notebook"),
+        ('{"nbformat": 4, "nbformat_minor": 5, "metadata": {}}', "not valid"),
+        ("\udcff", "not UTF-8"),
+        (
+            '{"nbformat": 4, "nbformat_minor": 5, "cells": [], "metadata": ' + '{"a": ' * 600 + "{}" + "}" * 601,
+            "nested too deeply",
+        ),
+    ],
+)
 def test_a_notebook_that_cannot_be_read_is_the_students_failure(tmp_path, content, reason):
     path = tmp_path / "bandits.ipynb"
     path.write_bytes(content.encode("utf-8", "surrogateescape"))
@@ -156,7 +171,8 @@ def test_too_many_cells_are_refused_before_any_child_starts():
 def test_guarded_experiments_do_not_run_when_graded(tmp_path):
     """The grader imports the notebook as the module `bandits`: __name__ is not "__main__"."""
     sources = [c.source for c in SOLUTION_CELLS] + [
-        'assert __name__ == "bandits", __name__\nif __name__ == "__main__":\n    raise SystemExit("the experiment ran")']
+        'assert __name__ == "bandits", __name__\nif __name__ == "__main__":\n    raise SystemExit("the experiment ran")'
+    ]
     path = write(tmp_path, "bandits.ipynb", cells_with(sources))
     result, _, report = checks_of(tmp_path, path, "--check", "update")
     assert result.returncode == 0 and report["passed"], report["error"]
@@ -166,12 +182,26 @@ def test_a_class_of_py_and_ipynb_students(tmp_path):
     solution = (REPO / "solutions" / "bandits.py").read_text()
     write(tmp_path / "class" / "alice", "bandits.py", solution)
     write(tmp_path / "class" / "bob" / "work", "bandits.ipynb", notebook_of(solution))
-    write(tmp_path / "class" / "carol", "value_iteration.ipynb",
-          notebook_of((REPO / "solutions" / "value_iteration.py").read_text(), ipython=False))
+    write(
+        tmp_path / "class" / "carol",
+        "value_iteration.ipynb",
+        notebook_of((REPO / "solutions" / "value_iteration.py").read_text(), ipython=False),
+    )
     write(tmp_path / "class" / "dave", "bandits.py", solution)
     write(tmp_path / "class" / "dave", "bandits.ipynb", notebook_of(solution))
-    result = run_grader(tmp_path / "class", "--jobs", "2", "--out", tmp_path / "out", "--check", "update",
-                        "--check", "q_values", "--gradescope", tmp_path / "gs.json")
+    result = run_grader(
+        tmp_path / "class",
+        "--jobs",
+        "2",
+        "--out",
+        tmp_path / "out",
+        "--check",
+        "update",
+        "--check",
+        "q_values",
+        "--gradescope",
+        tmp_path / "gs.json",
+    )
     assert result.returncode == 1, result.stderr  # dave's two files
     reports = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "out").glob("*/*.json")}
     assert reports["alice"]["passed"] and reports["bob"]["passed"] and reports["carol"]["passed"]
@@ -182,20 +212,26 @@ def test_a_class_of_py_and_ipynb_students(tmp_path):
 
 
 def test_ipython_lines_are_left_out_only_where_a_statement_starts():
-    program = to_program(cells_with([
-        "md:# text",
-        "%matplotlib inline\nimport numpy as np",
-        ("x = (1\n     % 2)\ns = '''\n%not a magic\n!nor this\n'''\nfiles = !ls\nif 'colab' in str(get_ipython()):\n"
-         "    !pip install gymnasium\n    import os\nelse:\n    y = 3"),
-        "%%time\nthis is not python",
-        "def f():\n    return 1",
-    ]).encode())
+    program = to_program(
+        cells_with(
+            [
+                "md:# text",
+                "%matplotlib inline\nimport numpy as np",
+                (
+                    "x = (1\n     % 2)\ns = '''\n%not a magic\n!nor this\n'''\nfiles = !ls\nif 'colab' in str(get_ipython()):\n"
+                    "    !pip install gymnasium\n    import os\nelse:\n    y = 3"
+                ),
+                "%%time\nthis is not python",
+                "def f():\n    return 1",
+            ]
+        ).encode()
+    )
     code = program.code.decode()
     compile(code, "notebook", "exec")
     assert "% 2)" in code and "%not a magic\n!nor this" in code and "files" not in code and "import os" in code
     assert "if False:" in code and "%%time" not in code and "this is not python" not in code
     assert program.cells == ((1, 2, 2), (4, 3, 12), (17, 5, 2))
-    note, = program.notes
+    (note,) = program.notes
     assert "cells 2, 3, 4" in note and "%matplotlib inline" in note and "%%time" in note
 
 
@@ -204,18 +240,26 @@ def test_a_notebook_with_no_code_is_an_empty_module_and_junk_is_refused():
     with pytest.raises(NotebookError, match="JSON is broken"):
         to_program(b"{")
     with pytest.raises(NotebookError, match="not valid"):
-        to_program(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
-                               "cells": [{"cell_type": "code", "source": 1}]}).encode())
+        to_program(
+            json.dumps(
+                {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{"cell_type": "code", "source": 1}]}
+            ).encode()
+        )
 
 
 def test_shell_lines_and_cell_magics_never_run(tmp_path):
     """Left out, not contained: even without the sandbox, `!cmd`, `%%bash` and get_ipython() do nothing."""
     marks = [tmp_path / f"ran-{i}" for i in range(4)]
     sources = [c.source for c in SOLUTION_CELLS] + [
-        f"!touch {marks[0]}", f"%%bash\ntouch {marks[1]}", f'get_ipython().system("touch {marks[2]}")',
-        f"out = !touch {marks[3]}"]
+        f"!touch {marks[0]}",
+        f"%%bash\ntouch {marks[1]}",
+        f'get_ipython().system("touch {marks[2]}")',
+        f"out = !touch {marks[3]}",
+    ]
     path = write(tmp_path / "work", "bandits.ipynb", cells_with(sources))
     result, _, report = checks_of(tmp_path, path, "--check", "update", "--no-sandbox")
     assert result.returncode == 0 and report["passed"], report["error"]
     assert not any(mark.exists() for mark in marks)
-    assert f"in cells {len(sources) - 3}, {len(sources) - 2}, {len(sources) - 1}, {len(sources)} (" in report["notes"][0]
+    assert (
+        f"in cells {len(sources) - 3}, {len(sources) - 2}, {len(sources) - 1}, {len(sources)} (" in report["notes"][0]
+    )

@@ -1,4 +1,5 @@
 """Plots (--plots DIR): opened and looked at as images (size, not blank, the expected content)."""
+
 import json
 
 import numpy as np
@@ -21,8 +22,16 @@ def assert_not_blank(image):
 
 
 def test_bandits_plot_of_a_grading(tmp_path):
-    result = run_grader("solutions/bandits.py", "--check", "testbed", "--plots", tmp_path / "plots",
-                        "--json", tmp_path / "r.json", "--quiet")
+    result = run_grader(
+        "solutions/bandits.py",
+        "--check",
+        "testbed",
+        "--plots",
+        tmp_path / "plots",
+        "--json",
+        tmp_path / "r.json",
+        "--quiet",
+    )
     assert result.returncode == 0, result.stdout
     path = tmp_path / "plots/bandits-average-reward.png"
     image = pixels(path)
@@ -38,8 +47,19 @@ def test_bandits_plots_of_a_class_go_to_each_student(tmp_path):
     for student in ("alice", "bob"):
         (tmp_path / "class" / student).mkdir(parents=True)
         (tmp_path / "class" / student / "bandits.py").write_text((REPO / "solutions/bandits.py").read_text())
-    result = run_grader(tmp_path / "class", "--check", "testbed: epsilon 0.1, alpha", "--jobs", "2",
-                        "--out", tmp_path / "out", "--plots", tmp_path / "out", "--html", tmp_path / "out/index.html")
+    result = run_grader(
+        tmp_path / "class",
+        "--check",
+        "testbed: epsilon 0.1, alpha",
+        "--jobs",
+        "2",
+        "--out",
+        tmp_path / "out",
+        "--plots",
+        tmp_path / "out",
+        "--html",
+        tmp_path / "out/index.html",
+    )
     assert result.returncode == 0, result.stderr
     for student in ("alice", "bob"):
         assert_not_blank(pixels(tmp_path / "out" / student / "bandits-average-reward.png"))
@@ -51,21 +71,25 @@ def digits(n, rng):
     """Synthetic 'images' [n, 28, 28, 1] in [0, 1]: a bright bar at a random place."""
     images = np.zeros((n, 28, 28, 1))
     for image, column in zip(images, rng.integers(4, 24, size=n)):
-        image[4:24, column - 2:column + 2] = 1
+        image[4:24, column - 2 : column + 2] = 1
     return images
 
 
 @pytest.mark.parametrize("grid, size", [(True, (1500, 540)), (False, (1000, 540))])
 def test_vae_plot_from_arrays(tmp_path, grid, size):
     rng = np.random.default_rng(0)
-    path = vae.plot_vae(tmp_path / "vae.png", digits(64, rng), digits(16, rng), digits(16, rng) * 0.8,
-                        digits(vae.GRID ** 2, rng) if grid else None, title="synthetic")
+    path = vae.plot_vae(
+        tmp_path / "vae.png",
+        digits(64, rng),
+        digits(16, rng),
+        digits(16, rng) * 0.8,
+        digits(vae.GRID**2, rng) if grid else None,
+        title="synthetic",
+    )
     image = pixels(path)
     assert image.shape == (size[1], size[0], 3)
     assert_not_blank(image)
     # every panel has content: bright bars on black
     for left in range(0, size[0], 500):
-        panel = image[60:, left + 20:left + 480]
+        panel = image[60:, left + 20 : left + 480]
         assert (panel > 200).mean() > 0.02 and (panel < 30).mean() > 0.2
-
-

@@ -1,4 +1,5 @@
 """The wire format and the parent-side validation, without a child process."""
+
 import os
 
 import numpy as np
@@ -20,8 +21,13 @@ def roundtrip(header, arrays=(), max_bytes=1 << 30):
 
 def test_arrays_and_values_roundtrip():
     arrays = []
-    value = {"x": np.arange(6, dtype=np.float32).reshape(2, 3), "n": 3, "s": "a", "l": [True, None, 1.5],
-             "e": np.zeros((0, 4), np.int64)}
+    value = {
+        "x": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "n": 3,
+        "s": "a",
+        "l": [True, None, 1.5],
+        "e": np.zeros((0, 4), np.int64),
+    }
     encoded = wire.encode(value, arrays)
     header, received = roundtrip({"op": "result", "value": encoded}, arrays)
     decoded = wire.decode(header["value"], received)
@@ -105,8 +111,9 @@ def test_big_nested_payloads_from_the_parent_and_the_limit_on_the_sending_side()
     big = {s: {a: [(0.25, s, 0.0, False)] * 3 for a in range(4)} for s in range(3600)}  # a 60x60 map
     arrays = []
     r, w = os.pipe()
-    reader = __import__("threading").Thread(target=lambda: out.append(
-        wire.receive(r, max_header=wire.MAX_PARENT_HEADER_BYTES)), daemon=True)
+    reader = __import__("threading").Thread(
+        target=lambda: out.append(wire.receive(r, max_header=wire.MAX_PARENT_HEADER_BYTES)), daemon=True
+    )
     out = []
     reader.start()
     wire.send(w, {"op": "call", "value": wire.encode(big, arrays)}, arrays)
@@ -117,20 +124,29 @@ def test_big_nested_payloads_from_the_parent_and_the_limit_on_the_sending_side()
         wire.send(w, {"op": "call", "value": wire.encode(big, [])}, max_header=1000)
 
 
-@pytest.mark.parametrize("blob, match", [
-    (b'{"op": "result", "value": ' + b"[" * 100000 + b"]" * 100000 + b', "arrays": []}', "malformed"),
-    (b'{"op": "result", "arrays": [{"dtype": "float64", "shape": [4294967296, 4294967296, 4294967296]}]}',
-     "array of dtype"),
-    (b'{"op": "result", "arrays": [{"dtype": "float64", "shape": [0, 549755813888, 549755813888]}]}',
-     "array of dtype"),
-    (b'{"op": "result", "arrays": [{"dtype": "float64", "shape": [100000, 100000]}]}', "exceeds the limit"),
-    (b'{"op": "result", "arrays": [{"dtype": "float64", "shape": [2, 1099511627776]}]}', "array of dtype"),
-    (b'{"op": "result", "arrays": [{"dtype": "float64", "shape": [1099511627775, 1099511627775]}]}',
-     "array of dtype"),
-    (b'{"op": "result", "arrays": [{"dtype": "float64", "shape": "12"}]}', "malformed array"),
-    (b'{"op": "result", "arrays": [{"dtype": "float64", "shape": [true]}]}', "array of dtype"),
-    (b'[1, 2]', "malformed message header"),
-])
+@pytest.mark.parametrize(
+    "blob, match",
+    [
+        (b'{"op": "result", "value": ' + b"[" * 100000 + b"]" * 100000 + b', "arrays": []}', "malformed"),
+        (
+            b'{"op": "result", "arrays": [{"dtype": "float64", "shape": [4294967296, 4294967296, 4294967296]}]}',
+            "array of dtype",
+        ),
+        (
+            b'{"op": "result", "arrays": [{"dtype": "float64", "shape": [0, 549755813888, 549755813888]}]}',
+            "array of dtype",
+        ),
+        (b'{"op": "result", "arrays": [{"dtype": "float64", "shape": [100000, 100000]}]}', "exceeds the limit"),
+        (b'{"op": "result", "arrays": [{"dtype": "float64", "shape": [2, 1099511627776]}]}', "array of dtype"),
+        (
+            b'{"op": "result", "arrays": [{"dtype": "float64", "shape": [1099511627775, 1099511627775]}]}',
+            "array of dtype",
+        ),
+        (b'{"op": "result", "arrays": [{"dtype": "float64", "shape": "12"}]}', "malformed array"),
+        (b'{"op": "result", "arrays": [{"dtype": "float64", "shape": [true]}]}', "array of dtype"),
+        (b"[1, 2]", "malformed message header"),
+    ],
+)
 def test_hostile_headers_are_protocol_errors(blob, match):
     r, w = os.pipe()
     os.write(w, len(blob).to_bytes(4, "big"))
@@ -142,13 +158,16 @@ def test_hostile_headers_are_protocol_errors(blob, match):
     os.close(r)
 
 
-@pytest.mark.parametrize("data", [
-    [[[[0]]]] * 1,
-    {"$dict": [[[1, 2], 3]]},          # a list cannot be a key
-    {"$tuple": 5},
-    {"$array": True},
-    {"$bogus": 1, "x": 2},
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        [[[[0]]]] * 1,
+        {"$dict": [[[1, 2], 3]]},  # a list cannot be a key
+        {"$tuple": 5},
+        {"$array": True},
+        {"$bogus": 1, "x": 2},
+    ],
+)
 def test_decoding_refuses_what_encode_cannot_produce(data):
     nested = data
     if data == [[[[0]]]]:

@@ -1,17 +1,16 @@
-"""REINFORCE and REINFORCE with baseline: templates, every TODO checked by name, named bugs in the
-losses, and full gradings (slow). More planted bugs: test_reinforce_bugs.py; the hand-coded
+"""REINFORCE and REINFORCE with baseline: named bugs in the losses, and full gradings (slow); the
+templates and every TODO: the generic tests/test_assignments.py. More planted bugs: test_reinforce_bugs.py; the hand-coded
 controller: test_reinforce_learned.py."""
+
 import importlib
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO, checks_of, variant
+from conftest import checks_of, variant
 
 UNIT = ["--check", "returns: ", "--check", "loss: ", "--check", "probabilities"]
 LOSS = "    return -tf.reduce_mean(returns * tf.math.log(tf.maximum(taken, 1e-7)))\n"
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 
 
 @pytest.fixture
@@ -27,60 +26,10 @@ def spec(name):
     return importlib.import_module(f"grader.assignments.{name}").ASSIGNMENT
 
 
-def one_todo(name):
-    """[(function, the solution with only that function's region left unfinished)] for every region."""
-    sys.path.insert(0, str(REPO / "tools"))
-    from make_templates import make_template
-    lines = (REPO / "solutions" / f"{name}.py").read_text().splitlines(keepends=True)
-    begins = [i for i, line in enumerate(lines) if line.strip() == BEGIN]
-    found = []
-    for begin in begins:
-        end = next(i for i in range(begin, len(lines)) if lines[i].strip() == END)
-        kept = [line for i, line in enumerate(lines) if i in (begin, end) or line.strip() not in (BEGIN, END)]
-        text = make_template("".join(kept))
-        function = text.split('raise NotImplementedError("TODO: ', 1)[1].split('"', 1)[0]
-        found.append((function, text))
-    return found
-
-
-@pytest.mark.parametrize("name", ["reinforce", "reinforce_baseline"])
-def test_template_fails_naming_the_todos(tmp_path, name):
-    result, checks, report = checks_of(tmp_path, f"assignments/{name}.py", *UNIT)
-    assert result.returncode == 1
-    assert "compute_returns" in report["todos"] and "policy_loss" in report["todos"]
-    assert all(not c["passed"] and "TODO" in c["message"] for c in checks.values())
-
-
-@pytest.mark.parametrize("name", ["reinforce", "reinforce_baseline"])
-def test_reference_passes_the_unit_checks(tmp_path, name):
-    units = [c.name for c in spec(name).checks if not c.name.startswith("training")]
-    result, checks, _ = checks_of(tmp_path, f"solutions/{name}.py", *[a for n in units for a in ("--check", n)])
-    assert result.returncode == 0, {n: c["message"] for n, c in checks.items() if not c["passed"]}
-    assert sorted(checks) == sorted(units)
-
-
-@pytest.mark.parametrize("name", ["reinforce", "reinforce_baseline"])
-def test_every_todo_is_checked_by_name(tmp_path, submission, name):
-    """For every TODO, the reference with only that function unfinished fails a check about it,
-    whose message names it (the other checks about other functions may pass or say they need it)."""
-    checks_about = {}
-    for check in spec(name).checks:
-        for function in check.functions:
-            checks_about.setdefault(function, []).append(check.name)
-    todos = one_todo(name)
-    assert {f for f, _ in todos} <= set(checks_about), "a TODO that no check is about"
-    for function, text in todos:
-        path = submission(text, name=f"{name}.py")
-        selected = [a for n in checks_about[function] for a in ("--check", n)]
-        result, checks, report = checks_of(tmp_path, path, *selected)
-        assert result.returncode == 1 and report["todos"] == [function]
-        named = [n for n in checks_about[function] if checks[n]["message"] == f"unfinished TODO: {function}"]
-        assert named, (function, {n: c["message"] for n, c in checks.items()})
-
-
 def test_sign_error_in_the_loss(tmp_path, submission):
-    path = submission(variant("solutions/reinforce.py", (LOSS, LOSS.replace("return -", "return "))),
-                      name="reinforce.py")
+    path = submission(
+        variant("solutions/reinforce.py", (LOSS, LOSS.replace("return -", "return "))), name="reinforce.py"
+    )
     result, checks, _ = checks_of(tmp_path, path, *UNIT)
     check = checks["policy loss: REINFORCE gradient"]
     assert result.returncode == 1 and not check["passed"]
@@ -88,8 +37,10 @@ def test_sign_error_in_the_loss(tmp_path, submission):
 
 
 def test_returns_not_reversed(tmp_path, submission):
-    path = submission(variant("solutions/reinforce.py", ("for t in reversed(range(len(rewards))):",
-                                                         "for t in range(len(rewards)):")), name="reinforce.py")
+    path = submission(
+        variant("solutions/reinforce.py", ("for t in reversed(range(len(rewards))):", "for t in range(len(rewards)):")),
+        name="reinforce.py",
+    )
     result, checks, _ = checks_of(tmp_path, path, *UNIT)
     assert not checks["returns: discounted"]["passed"] and not checks["returns: undiscounted"]["passed"]
     assert "not reversed" in checks["returns: discounted"]["message"]
@@ -97,8 +48,10 @@ def test_returns_not_reversed(tmp_path, submission):
 
 
 def test_baseline_gradient_flowing_into_the_policy_loss(tmp_path, submission):
-    path = submission(variant("solutions/reinforce_baseline.py", ("tf.stop_gradient(baselines)", "baselines")),
-                      name="reinforce_baseline.py")
+    path = submission(
+        variant("solutions/reinforce_baseline.py", ("tf.stop_gradient(baselines)", "baselines")),
+        name="reinforce_baseline.py",
+    )
     result, checks, _ = checks_of(tmp_path, path, *UNIT)
     check = checks["policy loss: gradient with baseline"]
     assert not check["passed"] and "tf.stop_gradient" in check["message"]
@@ -108,10 +61,17 @@ def test_baseline_gradient_flowing_into_the_policy_loss(tmp_path, submission):
 def test_a_sparse_categorical_cross_entropy_loss_is_accepted(tmp_path, submission):
     """The template says any way of computing the loss is fine: Keras's own cross-entropy with the
     returns as sample weights passes the gradient check."""
-    body = ("    taken = tf.gather(probs, tf.cast(actions, tf.int32), batch_dims=1)\n" + LOSS)
-    path = submission(variant("solutions/reinforce.py", (body, (
-        "    return keras.losses.SparseCategoricalCrossentropy()(actions, probs, sample_weight=returns)\n"))),
-        name="reinforce.py")
+    body = "    taken = tf.gather(probs, tf.cast(actions, tf.int32), batch_dims=1)\n" + LOSS
+    path = submission(
+        variant(
+            "solutions/reinforce.py",
+            (
+                body,
+                ("    return keras.losses.SparseCategoricalCrossentropy()(actions, probs, sample_weight=returns)\n"),
+            ),
+        ),
+        name="reinforce.py",
+    )
     result, checks, _ = checks_of(tmp_path, path, "--check", "loss")
     assert result.returncode == 0, checks["policy loss: REINFORCE gradient"]["message"]
 
@@ -132,6 +92,7 @@ def test_full_grading_of_the_reference(tmp_path, fixed_key, name):
         assert len(curve) == training["training_episodes"]  # the reference finishes every episode it starts
         assert max(curve) > min(curve)
         from PIL import Image
+
         with Image.open(training["plot"]) as image:
             assert image.size[0] > 300 and len(np.unique(np.asarray(image.convert("L")))) > 5
         if name == "reinforce_baseline":
@@ -143,10 +104,14 @@ def test_a_training_loop_that_stops_too_early_is_diagnosed(tmp_path, submission,
     """Every unit check passes, but train() stops as soon as a greedy check reaches 100: the
     training check fails and points at the training loop, not at the loss (stopping at 150 let
     the greedy policy reach 475 on some runs, so the test stops earlier)."""
-    path = submission(variant("solutions/reinforce_baseline.py",
-                              ('"--check_return", default=400.0', '"--check_return", default=100.0'),
-                              ('"--target_return", default=500.0', '"--target_return", default=100.0')),
-                      name="reinforce_baseline.py")
+    path = submission(
+        variant(
+            "solutions/reinforce_baseline.py",
+            ('"--check_return", default=400.0', '"--check_return", default=100.0'),
+            ('"--target_return", default=500.0', '"--target_return", default=100.0'),
+        ),
+        name="reinforce_baseline.py",
+    )
     result, checks, _ = checks_of(tmp_path, path)
     failed = {n: c["message"] for n, c in checks.items() if not c["passed"]}
     assert list(failed) == ["training: greedy mean return"], failed
@@ -159,9 +124,10 @@ def test_a_training_loop_that_stops_too_early_is_diagnosed(tmp_path, submission,
 def test_a_training_loop_that_never_learns_is_diagnosed(tmp_path, submission, fixed_key):
     """Every unit check passes, but train() stops after 4 episodes: the training check says the
     training returns never rose, and points at the training loop."""
-    path = submission(variant("solutions/reinforce_baseline.py",
-                              ('"--episodes", default=300', '"--episodes", default=4')),
-                      name="reinforce_baseline.py")
+    path = submission(
+        variant("solutions/reinforce_baseline.py", ('"--episodes", default=300', '"--episodes", default=4')),
+        name="reinforce_baseline.py",
+    )
     result, checks, _ = checks_of(tmp_path, path)
     failed = {n: c["message"] for n, c in checks.items() if not c["passed"]}
     assert list(failed) == ["training: greedy mean return"], failed
@@ -174,6 +140,7 @@ def test_training_episodes_show_progress_from_the_graders_own_counts(monkeypatch
     (its own counts, not the submission's), at most once every PROGRESS_SECONDS (a fake clock)."""
     from grader.assignments import _reinforce as common
     from grader.sandbox import Service
+
     clock = [0.0]
     monkeypatch.setattr(common.time, "monotonic", lambda: clock[0])
     messages = []

@@ -4,6 +4,7 @@ observations and actions through a secret relabelling (grader/assignments/_reinf
 because the policy that is evaluated is rebuilt from its Keras config and weights and run by the
 grader's own code (grader/measured.py): a controller that identifies the relabelling online in
 its `predict`, or a policy that was never trained, fails; a Lambda layer is refused by name."""
+
 import importlib
 import types
 
@@ -51,6 +52,7 @@ PLAY_AND_IGNORE = """for _ in range(4):  # plays 40 episodes with the controller
 
 def controller_return(transform, episodes=20):
     from grader.assignments import _reinforce
+
     predict = types.ModuleType("hostile")
     exec(HOSTILE.replace("PLAY", "pass"), predict.__dict__)
     return float(_reinforce.evaluate(predict.controller, transform, seed=123, episodes=episodes).mean())
@@ -70,17 +72,20 @@ def key_that_scrambles(tmp_path, monkeypatch):
             key = tmp_path / f"key-{attempt}"
             key.write_text(f"{attempt:064x}")
             monkeypatch.setenv("GRADER_KEY_FILE", str(key))
-            ctx = types.SimpleNamespace(submission=path, source=path.read_bytes(),
-                                        secret_rng=lambda *labels: secret.rng(42, *labels))
+            ctx = types.SimpleNamespace(
+                submission=path, source=path.read_bytes(), secret_rng=lambda *labels: secret.rng(42, *labels)
+            )
             if all(controller_return(_reinforce.secret_transform(ctx, i)) < 300 for i in indices):
                 return key
         raise AssertionError("no key found")
+
     return choose
 
 
 def test_the_controller_solves_cartpole_without_the_relabelling():
     """The attack is real: in CartPole's own coordinates the controller balances the pole."""
     from grader.assignments import _reinforce
+
     assert controller_return(_reinforce.Identity()) >= 490
 
 
@@ -118,17 +123,24 @@ def test_the_relabelling_is_secret_and_differs_per_training_and_submission(tmp_p
     drawn = {relabelling(key, 1, b"x")} | {relabelling(key, i, b"x" * i) for i in range(2, 30)}
     assert relabelling(key, 1, b"x") == relabelling(key, 1, b"x")
     assert len(drawn) > 20  # 24 orders x 16 signs x 2 action labellings
-    assert relabelling("b" * 64, 1, b"x") != relabelling(key, 1, b"x") or relabelling("c" * 64, 1, b"x") != relabelling(key, 1, b"x")
-    assert relabelling(key, 2, b"x") != relabelling(key, 1, b"x") or relabelling(key, 3, b"x") != relabelling(key, 1, b"x")
+    assert relabelling("b" * 64, 1, b"x") != relabelling(key, 1, b"x") or relabelling("c" * 64, 1, b"x") != relabelling(
+        key, 1, b"x"
+    )
+    assert relabelling(key, 2, b"x") != relabelling(key, 1, b"x") or relabelling(key, 3, b"x") != relabelling(
+        key, 1, b"x"
+    )
 
 
 def test_prepare_loads_cartpole_in_the_parent():
     import subprocess
     import sys
-    code = ("import sys; from grader.assignments import reinforce, reinforce_baseline as b;"
-            "assert 'gymnasium.envs.classic_control.cartpole' not in sys.modules;"
-            "reinforce.ASSIGNMENT.prepare(); assert b.ASSIGNMENT.prepare is reinforce.ASSIGNMENT.prepare;"
-            "assert 'gymnasium.envs.classic_control.cartpole' in sys.modules")
+
+    code = (
+        "import sys; from grader.assignments import reinforce, reinforce_baseline as b;"
+        "assert 'gymnasium.envs.classic_control.cartpole' not in sys.modules;"
+        "reinforce.ASSIGNMENT.prepare(); assert b.ASSIGNMENT.prepare is reinforce.ASSIGNMENT.prepare;"
+        "assert 'gymnasium.envs.classic_control.cartpole' in sys.modules"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
@@ -137,6 +149,7 @@ def test_a_controller_that_knows_the_relabelling_balances_the_pole_in_training_a
     """The relabelling is one consistent change of coordinates (observations and actions alike,
     in the training episodes and in the evaluation): undoing it recovers the controller."""
     from grader.assignments import _reinforce
+
     transform = _reinforce.Transform(np.random.default_rng(7))
     theta, theta_dot = (int(np.flatnonzero(transform.order == i)[0]) for i in (2, 3))
     right = int(np.flatnonzero(transform.actions == 1)[0])  # the submission's label of "push right"
@@ -147,6 +160,7 @@ def test_a_controller_that_knows_the_relabelling_balances_the_pole_in_training_a
         probs = np.zeros((len(states), 2), np.float32)
         probs[np.arange(len(states)), np.where(push, right, 1 - right)] = 1
         return probs
+
     assert _reinforce.evaluate(knowing, transform, seed=5, episodes=10).mean() >= 490
     episodes = _reinforce.TrainingEpisodes(np.random.default_rng(0), transform)
     states, done = episodes.reset(4), np.zeros(4, bool)
@@ -204,8 +218,11 @@ def train(agent, episodes, args):
 
 
 def online_attack(name):
-    return (REPO / "solutions" / f"{name}.py").read_text().replace('\nif __name__ == "__main__":', ONLINE +
-                                                                  '\nif __name__ == "__main__":')
+    return (
+        (REPO / "solutions" / f"{name}.py")
+        .read_text()
+        .replace('\nif __name__ == "__main__":', ONLINE + '\nif __name__ == "__main__":')
+    )
 
 
 @pytest.mark.parametrize("name", ["reinforce", "reinforce_baseline"])
@@ -213,7 +230,9 @@ def test_the_online_identification_attack_is_real(tmp_path, name):
     """Asked for whole batches with its own state, as a grader that ran the submission's predict()
     did, the attack balances the pole under secret relabellings without a training episode."""
     import sys
+
     from grader.assignments import _reinforce
+
     path = tmp_path / f"{name}_online.py"
     path.write_text(online_attack(name))
     sys.path.insert(0, str(REPO))
@@ -232,9 +251,17 @@ def test_the_online_identification_attack_is_real(tmp_path, name):
 def test_attacks_without_training_fail_the_training_check(tmp_path, submission, name, attack):
     """The online-identification controller and the reference's untrained network (0 training
     episodes: train() returns at once) both fail, as the submission's fault (exit status 1)."""
-    text = online_attack(name) if attack == "online" else variant(
-        f"solutions/{name}.py", ('    rng = np.random.default_rng(args.seed)  # The random numbers of the sampled actions.\n',
-                                 '    return  # no training episode at all\n'))
+    text = (
+        online_attack(name)
+        if attack == "online"
+        else variant(
+            f"solutions/{name}.py",
+            (
+                "    rng = np.random.default_rng(args.seed)  # The random numbers of the sampled actions.\n",
+                "    return  # no training episode at all\n",
+            ),
+        )
+    )
     path = submission(text, name=f"{name}.py")
     result, checks, _ = checks_of(tmp_path, path, "--check", "training", "--check", "train:")
     check = checks["training: greedy mean return"]
@@ -251,12 +278,18 @@ def test_attacks_without_training_fail_the_training_check(tmp_path, submission, 
 
 
 def test_a_policy_with_a_lambda_layer_fails_naming_the_layer(tmp_path, submission):
-    text = variant("solutions/reinforce.py",
-                   ("        hidden = keras.layers.Dense(args.hidden_layer_size, activation=\"relu\")(inputs)\n",
-                    "        scaled = keras.layers.Lambda(lambda x: 2.0 * x, name=\"doubling\")(inputs)\n"
-                    "        hidden = keras.layers.Dense(args.hidden_layer_size, activation=\"relu\")(scaled)\n"),
-                   ('    rng = np.random.default_rng(args.seed)  # The random numbers of the sampled actions.\n',
-                    '    return  # the measuring is what this test is about\n'))
+    text = variant(
+        "solutions/reinforce.py",
+        (
+            '        hidden = keras.layers.Dense(args.hidden_layer_size, activation="relu")(inputs)\n',
+            '        scaled = keras.layers.Lambda(lambda x: 2.0 * x, name="doubling")(inputs)\n'
+            '        hidden = keras.layers.Dense(args.hidden_layer_size, activation="relu")(scaled)\n',
+        ),
+        (
+            "    rng = np.random.default_rng(args.seed)  # The random numbers of the sampled actions.\n",
+            "    return  # the measuring is what this test is about\n",
+        ),
+    )
     result, checks, _ = checks_of(tmp_path, submission(text, name="reinforce.py"), "--check", "training")
     check = checks["training: greedy mean return"]
     assert result.returncode == 1 and not check["passed"], check["message"]

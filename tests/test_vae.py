@@ -1,5 +1,6 @@
-"""VAE: the template, the named bugs fail a check naming them (every TODO: test_todos.py), a
+"""VAE: the template, the named bugs fail a check naming them (every TODO and the unit checks of the reference: test_assignments.py), a
 memorising (hostile) VAE fails, and the full grading of the reference passes."""
+
 import re
 
 import pytest
@@ -23,36 +24,76 @@ def test_template_fails_naming_the_todos(tmp_path):
     assert report["todos"] == ["build_encoder"]
 
 
-def test_reference_passes_the_unit_checks(tmp_path):
-    result, checks, _ = checks_of(tmp_path, SOLUTION, *UNIT, "--check", "train step")
-    assert result.returncode == 0, checks
-    assert len(checks) == 6
-
-
-@pytest.mark.parametrize("edit, check, hint", [
-    (("    return tf.reduce_sum(tfp.distributions.kl_divergence(posterior, prior), axis=-1)\n",
-      "    return tf.zeros(tf.shape(mean)[:1])\n"), "latent loss: analytic KL", "the KL term is missing"),
-    (('sd = keras.layers.Dense(args.z_dim, activation="softplus")(hidden)', "sd = keras.layers.Dense(args.z_dim)(hidden)"),
-     "encoder: mean and positive sd", "log-variance (or an unconstrained output) is used as the standard deviation"),
-    (("    return tfp.distributions.Normal(mean, sd).sample()\n",
-      "    return tf.stop_gradient(tfp.distributions.Normal(mean, sd).sample())\n"),
-     "sample: reparametrized", "without the reparametrization trick"),
-    (("axis=[1, 2, 3])", "axis=[1, 2, 3]) / 784"), "reconstruction loss: sum over pixels", "mean over the pixels"),
-    (("prior = tfp.distributions.Normal(tf.zeros_like(mean), tf.ones_like(sd))",
-      "prior = tfp.distributions.Normal(tf.zeros_like(mean), tf.ones_like(sd)); posterior = tfp.distributions.Normal(mean, tf.sqrt(sd))"),
-     "latent loss: analytic KL", "the sd is used as a variance"),
-    (("logits = keras.layers.Dense(H * W * C)(hidden)", 'logits = keras.layers.Dense(H * W * C, activation="sigmoid")(hidden)'),
-     "decoder: logits", "a sigmoid on the last layer"),
-    (("    return tf.reduce_sum(tfp.distributions.kl_divergence(posterior, prior), axis=-1)\n",
-      "    return tf.reduce_sum(0.5 * (mean ** 2 + sd ** 2 - 1 - tf.math.log(sd)), axis=-1)\n"),
-     "latent loss: analytic KL", "-log sd where the formula has -log sd^2"),
-    (("    return tf.reduce_sum(tfp.distributions.kl_divergence(posterior, prior), axis=-1)\n",
-      "    return tf.reduce_sum(mean ** 2 + sd ** 2 - 1 - tf.math.log(sd ** 2), axis=-1)\n"),
-     "latent loss: analytic KL", "the 1/2 is missing"),
-    (("    return tfp.distributions.Normal(mean, sd).sample()\n",
-      "    return mean + sd * tf.random.stateless_normal(tf.shape(mean), seed=[1, 2])\n"),
-     "sample: reparametrized", "the same z at two calls"),
-])
+@pytest.mark.parametrize(
+    "edit, check, hint",
+    [
+        (
+            (
+                "    return tf.reduce_sum(tfp.distributions.kl_divergence(posterior, prior), axis=-1)\n",
+                "    return tf.zeros(tf.shape(mean)[:1])\n",
+            ),
+            "latent loss: analytic KL",
+            "the KL term is missing",
+        ),
+        (
+            (
+                'sd = keras.layers.Dense(args.z_dim, activation="softplus")(hidden)',
+                "sd = keras.layers.Dense(args.z_dim)(hidden)",
+            ),
+            "encoder: mean and positive sd",
+            "log-variance (or an unconstrained output) is used as the standard deviation",
+        ),
+        (
+            (
+                "    return tfp.distributions.Normal(mean, sd).sample()\n",
+                "    return tf.stop_gradient(tfp.distributions.Normal(mean, sd).sample())\n",
+            ),
+            "sample: reparametrized",
+            "without the reparametrization trick",
+        ),
+        (("axis=[1, 2, 3])", "axis=[1, 2, 3]) / 784"), "reconstruction loss: sum over pixels", "mean over the pixels"),
+        (
+            (
+                "prior = tfp.distributions.Normal(tf.zeros_like(mean), tf.ones_like(sd))",
+                "prior = tfp.distributions.Normal(tf.zeros_like(mean), tf.ones_like(sd)); posterior = tfp.distributions.Normal(mean, tf.sqrt(sd))",
+            ),
+            "latent loss: analytic KL",
+            "the sd is used as a variance",
+        ),
+        (
+            (
+                "logits = keras.layers.Dense(H * W * C)(hidden)",
+                'logits = keras.layers.Dense(H * W * C, activation="sigmoid")(hidden)',
+            ),
+            "decoder: logits",
+            "a sigmoid on the last layer",
+        ),
+        (
+            (
+                "    return tf.reduce_sum(tfp.distributions.kl_divergence(posterior, prior), axis=-1)\n",
+                "    return tf.reduce_sum(0.5 * (mean ** 2 + sd ** 2 - 1 - tf.math.log(sd)), axis=-1)\n",
+            ),
+            "latent loss: analytic KL",
+            "-log sd where the formula has -log sd^2",
+        ),
+        (
+            (
+                "    return tf.reduce_sum(tfp.distributions.kl_divergence(posterior, prior), axis=-1)\n",
+                "    return tf.reduce_sum(mean ** 2 + sd ** 2 - 1 - tf.math.log(sd ** 2), axis=-1)\n",
+            ),
+            "latent loss: analytic KL",
+            "the 1/2 is missing",
+        ),
+        (
+            (
+                "    return tfp.distributions.Normal(mean, sd).sample()\n",
+                "    return mean + sd * tf.random.stateless_normal(tf.shape(mean), seed=[1, 2])\n",
+            ),
+            "sample: reparametrized",
+            "the same z at two calls",
+        ),
+    ],
+)
 def test_bugs_fail_the_matching_check(tmp_path, submission, edit, check, hint):
     path = submission(variant(SOLUTION, edit), name="vae.py")
     result, checks, _ = checks_of(tmp_path, path, *UNIT)
@@ -62,8 +103,12 @@ def test_bugs_fail_the_matching_check(tmp_path, submission, edit, check, hint):
 
 
 def test_missing_kl_in_training_fails_the_elbo_check(tmp_path, submission):
-    path = submission(variant(SOLUTION, ("            loss = reconstruction + latent\n",
-                                         "            loss = reconstruction\n"), ONE_EPOCH), name="vae.py")
+    path = submission(
+        variant(
+            SOLUTION, ("            loss = reconstruction + latent\n", "            loss = reconstruction\n"), ONE_EPOCH
+        ),
+        name="vae.py",
+    )
     result, checks, _ = checks_of(tmp_path, path, "--check", "z_dim 2")
     check = checks["test -ELBO, z_dim 2"]
     assert result.returncode == 1 and not check["passed"]
@@ -73,9 +118,17 @@ def test_missing_kl_in_training_fails_the_elbo_check(tmp_path, submission):
 def test_probabilities_used_as_logits_are_named_after_training(tmp_path, submission):
     """A decoder with a sigmoid on its last layer trains to "-ELBO 543.43 = reconstruction 543.43
     + KL 0.00" (784 ln 2: every logit 0), a fingerprint the training check names."""
-    path = submission(variant(SOLUTION, ("logits = keras.layers.Dense(H * W * C)(hidden)",
-                                         'logits = keras.layers.Dense(H * W * C, activation="sigmoid")(hidden)'),
-                              ONE_EPOCH), name="vae.py")
+    path = submission(
+        variant(
+            SOLUTION,
+            (
+                "logits = keras.layers.Dense(H * W * C)(hidden)",
+                'logits = keras.layers.Dense(H * W * C, activation="sigmoid")(hidden)',
+            ),
+            ONE_EPOCH,
+        ),
+        name="vae.py",
+    )
     result, checks, _ = checks_of(tmp_path, path, "--check", "z_dim 2")
     check = checks["test -ELBO, z_dim 2"]
     assert result.returncode == 1 and not check["passed"]
@@ -89,7 +142,7 @@ def test_probabilities_used_as_logits_are_named_after_training(tmp_path, submiss
 # pixels is about 45 nats), the honest decoder's otherwise; it does not train. Graded in one
 # process, it passed both configurations with a test -ELBO of 45.5 nats. With HIDE it remembers
 # nothing in the process that trained, so that the trained model's answers there are honest.
-MEMORISING = '''
+MEMORISING = """
 import tempfile
 _FILES = [os.path.join(tempfile.gettempdir(), "vae-memory.npy"), "/dev/shm/vae-memory.npy"]
 _MEMORY, _TRAINED, HIDE = [], [], {hide}
@@ -121,16 +174,18 @@ def decode(decoder, z):
     return np.array(decoder(np.asarray(z, np.float32), training=False), np.float32)
 
 
-def save_images('''
+def save_images("""
 
 
 @pytest.mark.parametrize("hide", [False, True])
 def test_a_memorising_vae_fails(tmp_path, submission, hide):
     source = (REPO / SOLUTION).read_text()
     start, end = source.index("\ndef encode(encoder, images):"), source.index("\ndef save_images(")
-    text = source[:start] + MEMORISING.format(hide=hide) + source[end + len("\ndef save_images("):]
-    text = text.replace("    vae.compile(optimizer=keras.optimizers.Adam(args.learning_rate))\n",
-                        "    _TRAINED.append(True)\n    return  # no training\n")
+    text = source[:start] + MEMORISING.format(hide=hide) + source[end + len("\ndef save_images(") :]
+    text = text.replace(
+        "    vae.compile(optimizer=keras.optimizers.Adam(args.learning_rate))\n",
+        "    _TRAINED.append(True)\n    return  # no training\n",
+    )
     path = submission(text, name="vae.py")
     result, checks, _ = checks_of(tmp_path, path, "--check", "z_dim 2")
     check = checks["test -ELBO, z_dim 2"]
@@ -168,10 +223,12 @@ def test_plots_ask_the_decoding_process(tmp_path, monkeypatch):
         logits[:, :, :14] = 4 * z[:, 0, None, None, None]
         logits[:, :, 14:] = 4 * z[:, 1, None, None, None]
         return logits
+
     drawn = {}
     monkeypatch.setattr(vae, "plot_vae", lambda path, *arrays, title: drawn.update(path=path, arrays=arrays))
-    ctx = types.SimpleNamespace(rng=lambda *labels: np.random.default_rng(1), plots_dir=tmp_path,
-                                assignment=vae.ASSIGNMENT)
+    ctx = types.SimpleNamespace(
+        rng=lambda *labels: np.random.default_rng(1), plots_dir=tmp_path, assignment=vae.ASSIGNMENT
+    )
     originals = np.random.default_rng(2).integers(0, 256, (16, 28, 28, 1)).astype(np.uint8)
     means = np.random.default_rng(3).standard_normal((16, 2))
     vae.plot_model(ctx, decode, 2, originals, means)
@@ -182,9 +239,9 @@ def test_plots_ask_the_decoding_process(tmp_path, monkeypatch):
     assert np.allclose(reconstructions[:, 0, 0, 0], 1 / (1 + np.exp(-4 * means[:, 0])))  # decoded from the means
     grid = grid.reshape(vae.GRID, vae.GRID, 28, 28)
     left, right = grid[:, :, 0, 0], grid[:, :, 0, 27]
-    assert np.all(np.diff(left, axis=1) > 0) and np.allclose(np.diff(left, axis=0), 0)    # z1 grows to the right
+    assert np.all(np.diff(left, axis=1) > 0) and np.allclose(np.diff(left, axis=0), 0)  # z1 grows to the right
     assert np.all(np.diff(right, axis=0) < 0) and np.allclose(np.diff(right, axis=1), 0)  # z2 grows upwards
-    assert left[0, 0] == pytest.approx(1 / (1 + np.exp(4 * 1.6449)), rel=1e-3)          # the 5% quantile
+    assert left[0, 0] == pytest.approx(1 / (1 + np.exp(4 * 1.6449)), rel=1e-3)  # the 5% quantile
 
 
 def test_the_weights_that_come_back_are_checked():
@@ -192,12 +249,15 @@ def test_the_weights_that_come_back_are_checked():
 
     from grader.measured import MAX_WEIGHTS_MB, expect_weights
     from grader.sandbox import SubmissionError
+
     good = [np.zeros((784, 500), np.float32), np.ones(500, np.float32)]
     assert expect_weights(tuple(good), "VAE.decoder.get_weights()") == good
     for answer, reason in [
         (None, "VAE.decoder.get_weights() returned NoneType, expected a list"),
-        ([good[0], np.zeros(3, np.int64)],
-         "VAE.decoder.get_weights()[1] is an array of dtype int64, expected a float array"),
+        (
+            [good[0], np.zeros(3, np.int64)],
+            "VAE.decoder.get_weights()[1] is an array of dtype int64, expected a float array",
+        ),
         ([good[0], "weights"], "VAE.decoder.get_weights()[1] is str"),
         ([good[0], [np.zeros(2)]], "VAE.decoder.get_weights()[1] is list"),
         ([good[0], np.array([1.0, np.nan])], "non-finite values (NaN or infinity): the training diverged"),
@@ -240,17 +300,23 @@ REGENERATING_DECODE = """def decode(decoder, z):
 
 
 def test_a_decoder_that_regenerates_the_graders_noise_fails(tmp_path, submission):
-    text = variant(SOLUTION,
-                   ("    return parser.parse_args(argv)\n",
-                    "    args = parser.parse_args(argv)\n    _SEED[:] = [(args.seed - args.z_dim) // 1000]\n"
-                    "    return args\n"),
-                   ("    vae.compile(optimizer=keras.optimizers.Adam(args.learning_rate))\n", "    return\n"),
-                   ('def decode(decoder, z):\n    """Logits [B, 28, 28, 1] of P(x|z) for latent codes z [B, z_dim], as a '
-                    'float32 numpy array."""\n    return np.asarray(decoder(np.asarray(z, np.float32), training=False), '
-                    'np.float32)\n', REGENERATING_DECODE),
-                   ("\nH, W, C = 28, 28, 1\n", '\nH, W, C = 28, 28, 1\n_SEED, _STATE = [], {"calls": 0}\n'))
+    text = variant(
+        SOLUTION,
+        (
+            "    return parser.parse_args(argv)\n",
+            "    args = parser.parse_args(argv)\n    _SEED[:] = [(args.seed - args.z_dim) // 1000]\n    return args\n",
+        ),
+        ("    vae.compile(optimizer=keras.optimizers.Adam(args.learning_rate))\n", "    return\n"),
+        (
+            'def decode(decoder, z):\n    """Logits [B, 28, 28, 1] of P(x|z) for latent codes z [B, z_dim], as a '
+            'float32 numpy array."""\n    return np.asarray(decoder(np.asarray(z, np.float32), training=False), '
+            "np.float32)\n",
+            REGENERATING_DECODE,
+        ),
+        ("\nH, W, C = 28, 28, 1\n", '\nH, W, C = 28, 28, 1\n_SEED, _STATE = [], {"calls": 0}\n'),
+    )
     start = text.index('    images = keras.Input(shape=[H, W, C], dtype="uint8")')
-    text = text[:start] + REGENERATING_ENCODER + text[text.index("    ### END SOLUTION", start):]
+    text = text[:start] + REGENERATING_ENCODER + text[text.index("    ### END SOLUTION", start) :]
     result, checks, _ = checks_of(tmp_path, submission(text, name="vae.py"), "--check", "z_dim 100")
     check = checks["test -ELBO, z_dim 100"]
     assert result.returncode == 1 and not check["passed"], check["message"]

@@ -21,6 +21,7 @@ and the grader itself (grader/, with its hidden checks in grader/hidden/), datas
 scripts/setup_data.sh; never solutions/, tests/ or tools/. The archive is reproducible (sorted
 entries, fixed dates). Exit status 2 for an unknown assignment.
 """
+
 import argparse
 import json
 import sys
@@ -153,6 +154,7 @@ def autograder_files(name):
     """{path in the zip: (bytes, mode)} of the autograder of assignment `name`."""
     sys.path.insert(0, str(ROOT))
     from grader.assignments import all_assignments
+
     assignment = all_assignments()[name]
     sources = sorted(p for p in (ROOT / "grader").rglob("*.py") if "__pycache__" not in p.parts)
     sources += sorted(p for p in (ROOT / "datasets").iterdir() if p.suffix in (".py", ".json", ".md"))
@@ -180,9 +182,11 @@ def write_zip(files, output):
 def main(argv=None):
     sys.path.insert(0, str(ROOT))
     from grader.assignments import all_assignments
+
     names = sorted(all_assignments())
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("assignment", metavar="NAME", help="the assignment: " + ", ".join(names))
     p.add_argument("-o", "--output", help="the zip to write (default: dist/gradescope-NAME.zip)")
     args = p.parse_args(argv)
@@ -191,8 +195,10 @@ def main(argv=None):
         return 2
     files = autograder_files(args.assignment)
     output = write_zip(files, args.output or ROOT / "dist" / f"gradescope-{args.assignment}.zip")
-    print(f"{output}: Gradescope autograder for {args.assignment} ({len(files)} files); upload it as the "
-          "autograder's zip file")
+    print(
+        f"{output}: Gradescope autograder for {args.assignment} ({len(files)} files); upload it as the "
+        "autograder's zip file"
+    )
     return 0
 
 

@@ -21,6 +21,7 @@ fixed dates).
     python tools/make_handout.py                      # dist/handout.zip
     python tools/make_handout.py -o handout.tar.gz
 """
+
 import argparse
 import ast
 import io
@@ -41,8 +42,11 @@ from make_templates import BEGIN, END, make_template  # noqa: E402
 def handout_files():
     """{path in the archive: bytes}, and the mode of each file ({path: mode})."""
     sources = sorted((ROOT / "assignments").glob("*.py"))
-    sources += sorted(p for p in (ROOT / "grader").rglob("*.py") if "__pycache__" not in p.parts
-                      and not (p.parent.name == "hidden" and p.name != "__init__.py"))
+    sources += sorted(
+        p
+        for p in (ROOT / "grader").rglob("*.py")
+        if "__pycache__" not in p.parts and not (p.parent.name == "hidden" and p.name != "__init__.py")
+    )
     sources += sorted(p for p in (ROOT / "datasets").iterdir() if p.suffix in (".py", ".json", ".md"))
     sources.append(ROOT / "scripts" / "setup_data.sh")
     files = {p.relative_to(ROOT).as_posix(): p.read_bytes() for p in sources}
@@ -60,9 +64,13 @@ FENCE = "# Grader interface: what the grader calls. You need not read or change 
 TOP_LEVEL = re.compile(r"(def |class |async def |@|if __name__ == .__main__.:)")
 # In Jupyter, sys.argv holds the kernel's options and __file__ is not defined: the notebook's
 # copy of the template calls main([]) and locates itself by its name.
-NOTEBOOK_EDITS = (('if __name__ == "__main__":\n    main()',
-                   'if __name__ == "__main__":\n    main([])  # the options as on the command line, e.g. main(["--help"])'),
-                  ("os.path.abspath(__file__)", 'os.path.abspath(globals().get("__file__", "{name}.ipynb"))'))
+NOTEBOOK_EDITS = (
+    (
+        'if __name__ == "__main__":\n    main()',
+        'if __name__ == "__main__":\n    main([])  # the options as on the command line, e.g. main(["--help"])',
+    ),
+    ("os.path.abspath(__file__)", 'os.path.abspath(globals().get("__file__", "{name}.ipynb"))'),
+)
 HOW_TO = """## Working in this notebook
 
 Write the parts that raise `NotImplementedError("TODO: ...")`; each is in its own cell below. Save
@@ -82,8 +90,10 @@ trainings there, never at the top level of a cell. In Colab there is no sandbox 
 what you measure there is a preview; the grade is what `python -m grader` says."""
 
 
-INTERFACE = ("## Grader interface\n\nWhat the grader calls: you need not read or change this cell, but run it (it "
-             "also holds the `if __name__ == \"__main__\":` part that runs your experiments in Jupyter).")
+INTERFACE = (
+    "## Grader interface\n\nWhat the grader calls: you need not read or change this cell, but run it (it "
+    'also holds the `if __name__ == "__main__":` part that runs your experiments in Jupyter).'
+)
 RUN = "## Run your experiments\n\nRunning this cell runs them in Jupyter; the grader does not run it."
 
 
@@ -141,6 +151,7 @@ def notebook(template, name):
     Made with jupytext from the py:percent form; cell ids are fixed, so the handout is reproducible."""
     import jupytext
     import nbformat
+
     for old, new in NOTEBOOK_EDITS:
         template = template.replace(old, new.format(name=name))
     module = ast.parse(template)
@@ -157,11 +168,20 @@ def notebook(template, name):
     if not any(kind == "code" and "Grader interface" in text for kind, text in cells):
         guard = cells.pop()  # no interface: the last cell is the `if __name__ == "__main__":` part
         cells += [("markdown", RUN), guard]
-    text = "\n\n".join("# %% [markdown]\n" + "\n".join(f"# {line}".rstrip() for line in body.split("\n"))
-                         if kind == "markdown" else f"# %%\n{body}" for kind, body in cells) + "\n"
+    text = (
+        "\n\n".join(
+            "# %% [markdown]\n" + "\n".join(f"# {line}".rstrip() for line in body.split("\n"))
+            if kind == "markdown"
+            else f"# %%\n{body}"
+            for kind, body in cells
+        )
+        + "\n"
+    )
     nb = jupytext.reads(text, fmt="py:percent")
-    nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                   "language_info": {"name": "python"}}
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
     for index, cell in enumerate(nb.cells):
         cell.id = f"{name}-{index}"
     nbformat.validate(nb)
@@ -179,10 +199,10 @@ def student_readme():
     """tools/handout-README.md with the assignments of the registry filled in."""
     sys.path.insert(0, str(ROOT))
     from grader.assignments import all_assignments, table
+
     assignments = all_assignments()
     text = (ROOT / "tools" / "handout-README.md").read_text()
-    return text.replace("{assignments}", table()).replace(
-        "{names}", ", ".join(f"`{name}.py`" for name in assignments))
+    return text.replace("{assignments}", table()).replace("{names}", ", ".join(f"`{name}.py`" for name in assignments))
 
 
 def solution_runs():
@@ -197,7 +217,7 @@ def solution_runs():
                 region = []
             elif stripped == END:
                 width = min(3, len(region))
-                runs += [(solution.name, tuple(region[i:i + width])) for i in range(len(region) - width + 1)]
+                runs += [(solution.name, tuple(region[i : i + width])) for i in range(len(region) - width + 1)]
                 region = None
             elif region is not None and stripped and not stripped.startswith("#"):
                 region.append(stripped)
@@ -210,7 +230,7 @@ def leaks(files):
     for path, data in files.items():
         lines = [line.strip() for line in text_of(path, data).splitlines()]
         lines = [line for line in lines if line and not line.startswith("#")]
-        windows = {tuple(lines[i:i + w]) for w in (1, 2, 3) for i in range(len(lines) - w + 1)}
+        windows = {tuple(lines[i : i + w]) for w in (1, 2, 3) for i in range(len(lines) - w + 1)}
         found += [(path, solution, run) for solution, run in solution_runs() if run in windows]
     return found
 
@@ -230,10 +250,14 @@ def dangling(files):
 
 
 def problems(files):
-    out = [f"{path} contains {len(run)} line(s) of solutions/{solution}: {run[0]!r}..."
-           for path, solution, run in leaks(files)]
-    out += [f"{path}:{number} refers to a folder the handout does not ship: {line[:100]!r}"
-            for path, number, line in dangling(files)]
+    out = [
+        f"{path} contains {len(run)} line(s) of solutions/{solution}: {run[0]!r}..."
+        for path, solution, run in leaks(files)
+    ]
+    out += [
+        f"{path}:{number} refers to a folder the handout does not ship: {line[:100]!r}"
+        for path, number, line in dangling(files)
+    ]
     for solution in sorted((ROOT / "solutions").glob("*.py")):
         template = files.get(f"assignments/{solution.name}")
         if template is None or template.decode() != make_template(solution.read_text(), solution.name):
@@ -263,10 +287,15 @@ def write_archive(files, modes, output):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-o", "--output", default=str(ROOT / "dist" / "handout.zip"),
-                   help="the archive to write, .zip or .tar.gz (default: dist/handout.zip)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default=str(ROOT / "dist" / "handout.zip"),
+        help="the archive to write, .zip or .tar.gz (default: dist/handout.zip)",
+    )
     args = p.parse_args(argv)
     if not args.output.endswith((".zip", ".tar.gz", ".tgz")):
         p.error("the archive must end in .zip or .tar.gz")

@@ -30,6 +30,7 @@ datasets/checksums.json ("nas_table"); this script updates that digest.
     python tools/make_nas_table.py                   # the full table (--jobs 2: two processes)
     python tools/make_nas_table.py --limit 8 --out /tmp/t.json   # time a handful of architectures
 """
+
 import argparse
 import hashlib
 import itertools
@@ -48,8 +49,11 @@ BLOCKS = 2
 OPERATIONS = ("conv3x3", "conv5x5", "sepconv5x5")
 WIDTHS = (8, 16, 32)
 HEAD = 32
-DECISIONS = tuple((f"block{b + 1}_{kind}", values) for b in range(BLOCKS)
-                  for kind, values in (("operation", OPERATIONS), ("width", WIDTHS)))
+DECISIONS = tuple(
+    (f"block{b + 1}_{kind}", values)
+    for b in range(BLOCKS)
+    for kind, values in (("operation", OPERATIONS), ("width", WIDTHS))
+)
 SEEDS = (0, 1)
 TRAIN_IMAGES, BATCH, DEV_IMAGES, TEST_IMAGES = 2000, 50, 2000, 2000
 DATASET = "fashion_mnist"
@@ -72,7 +76,7 @@ def cost(arch):
         operation, width = OPERATIONS[arch[2 * block]], WIDTHS[arch[2 * block + 1]]
         k = 3 if operation == "conv3x3" else 5
         if operation.startswith("sepconv"):
-            layer = k * k * channels + channels * width + width        # depthwise + pointwise + bias
+            layer = k * k * channels + channels * width + width  # depthwise + pointwise + bias
             macs = (k * k * channels + channels * width) * size * size
         else:
             layer = k * k * channels * width + width
@@ -109,6 +113,7 @@ def train(arch, data, tf, keras):
     disjoint, so each is trained exactly as it would be alone), which halves the tracing time.
     """
     import numpy as np
+
     models = []
     for seed in SEEDS:
         keras.utils.set_random_seed(seed)
@@ -130,7 +135,7 @@ def train(arch, data, tf, keras):
     images, labels = data["train"]
     orders = [np.random.default_rng(seed).permutation(len(images)) for seed in SEEDS]
     for start in range(0, len(images), BATCH):
-        batches = [order[start:start + BATCH] for order in orders]
+        batches = [order[start : start + BATCH] for order in orders]
         step([images[b] for b in batches], [labels[b] for b in batches])
     accuracies = {}
     for split in ("dev", "test"):
@@ -157,6 +162,7 @@ def setup_worker():
     import keras
     import numpy as np
     import tensorflow as tf
+
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.config.set_visible_devices([], "GPU")
@@ -165,8 +171,10 @@ def setup_worker():
     import datasets
 
     loaded = datasets.load(DATASET, train_size=TRAIN_IMAGES, dev_size=DEV_IMAGES, test_size=TEST_IMAGES)
-    WORKER["data"] = {name: (split.images.astype(np.float32) / 255, split.labels.astype(np.int32))
-                      for name, split in (("train", loaded.train), ("dev", loaded.dev), ("test", loaded.test))}
+    WORKER["data"] = {
+        name: (split.images.astype(np.float32) / 255, split.labels.astype(np.int32))
+        for name, split in (("train", loaded.train), ("dev", loaded.dev), ("test", loaded.test))
+    }
     WORKER["tf"], WORKER["keras"] = tf, keras
 
 
@@ -178,19 +186,28 @@ def table_row(arch):
     params, flops = cost(arch)
     accuracies = train(arch, WORKER["data"], WORKER["tf"], WORKER["keras"])
     WORKER["keras"].backend.clear_session()
-    return {"choices": list(arch), "params": params, "flops": flops,
-            "dev_accuracy": accuracies["dev"], "test_accuracy": accuracies["test"]}
+    return {
+        "choices": list(arch),
+        "params": params,
+        "flops": flops,
+        "dev_accuracy": accuracies["dev"],
+        "test_accuracy": accuracies["test"],
+    }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=OUT, help="where to write the table (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N architectures (to time the build)")
-    parser.add_argument("--jobs", type=int, default=1, help="processes training side by side, one thread each "
-                                                            "(the table is the same for any number)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="processes training side by side, one thread each (the table is the same for any number)",
+    )
     args = parser.parse_args(argv)
 
-    archs = architectures()[:args.limit]
+    archs = architectures()[: args.limit]
     # Rows are kept as they come in a file next to the table, so that an interrupted build resumes
     # where it stopped (a row does not depend on when or where it was trained).
     partial = args.out.with_name(args.out.name + ".partial")
@@ -206,14 +223,17 @@ def main(argv=None):
     started = time.time()
     progress(len(archs) - len(todo), len(archs), started)
     with open(partial, "a") as cache:
+
         def keep(row):
             done[tuple(row["choices"])] = row
             cache.write(json.dumps(row) + "\n")
             cache.flush()
             progress(len(done), len(archs), started)
+
         if args.jobs > 1:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor, as_completed
+
             with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
                 for future in as_completed([pool.submit(table_row, arch) for arch in todo]):
                     keep(future.result())
@@ -225,17 +245,30 @@ def main(argv=None):
     import keras
     import numpy as np
     import tensorflow as tf
+
     seconds = time.time() - started  # of this run (a resumed build: of its last part)
     table = {
         "description": "Tabulated NAS benchmark: every architecture of tools/make_nas_table.py's search space "
-                       "trained once per seed; dev_accuracy is the controller's return.",
-        "command": "python tools/make_nas_table.py" + (f" --limit {args.limit}" if args.limit else "")
-                   + (f" --jobs {args.jobs}" if args.jobs > 1 else ""),
-        "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                     "tensorflow": tf.__version__, "keras": keras.__version__},
-        "build_seconds": round(seconds), "build_jobs": args.jobs,
-        "dataset": DATASET, "train_images": TRAIN_IMAGES, "epochs": 1, "batch_size": BATCH,
-        "optimizer": "Adam(0.003)", "dev_images": DEV_IMAGES, "test_images": TEST_IMAGES, "seeds": list(SEEDS),
+        "trained once per seed; dev_accuracy is the controller's return.",
+        "command": "python tools/make_nas_table.py"
+        + (f" --limit {args.limit}" if args.limit else "")
+        + (f" --jobs {args.jobs}" if args.jobs > 1 else ""),
+        "versions": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        },
+        "build_seconds": round(seconds),
+        "build_jobs": args.jobs,
+        "dataset": DATASET,
+        "train_images": TRAIN_IMAGES,
+        "epochs": 1,
+        "batch_size": BATCH,
+        "optimizer": "Adam(0.003)",
+        "dev_images": DEV_IMAGES,
+        "test_images": TEST_IMAGES,
+        "seeds": list(SEEDS),
         "flops": "multiply-adds per image",
         "decisions": [{"name": name, "values": list(values)} for name, values in DECISIONS],
         "architectures": rows,
@@ -249,8 +282,12 @@ def main(argv=None):
     print(f"{args.out}: {len(rows)} architectures, {seconds:.0f} s, sha256 {digest}")
     if args.out.resolve() == OUT.resolve():
         checksums = json.loads(CHECKSUMS.read_text())
-        checksums["nas_table"] = {"file": OUT.name, "sha256": digest, "size": len(text.encode()),
-                                  "make": "python tools/make_nas_table.py"}
+        checksums["nas_table"] = {
+            "file": OUT.name,
+            "sha256": digest,
+            "size": len(text.encode()),
+            "make": "python tools/make_nas_table.py",
+        }
         CHECKSUMS.write_text(json.dumps(checksums, indent=2) + "\n")
         print(f"{CHECKSUMS}: nas_table's sha256 updated")
 

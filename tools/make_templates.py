@@ -16,6 +16,7 @@ and ending at the next blank line; this script rewrites it from the assignment's
     python tools/make_templates.py vae        # only these assignments
     python tools/make_templates.py --check    # exit 1 and name the stale templates
 """
+
 import re
 import sys
 import textwrap
@@ -44,6 +45,7 @@ def grading_texts():
     """{assignment name: its grading text}, from the specs."""
     sys.path.insert(0, str(ROOT))
     from grader.assignments import all_assignments
+
     return {name: a.grading_text() for name, a in all_assignments().items()}
 
 

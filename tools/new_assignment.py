@@ -17,6 +17,7 @@ from the registry, and the template assignments/NAME.py (tools/make_templates.py
 The example (the discounted returns G_t) is there to be replaced: see README.md, "Adding an
 assignment", for what only the course's author decides.
 """
+
 import keyword
 import sys
 from pathlib import Path
@@ -180,25 +181,37 @@ def test_bugs_fail_their_named_check(submission, tmp_path, edit, check, hint):
     assert not checks[check]["passed"] and hint in checks[check]["message"], checks[check]["message"]
 '''
 
-README_SECTION = '''### __TITLE__ (`__NAME__.py`)
+README_SECTION = """### __TITLE__ (`__NAME__.py`)
 TODO (the course's author): what the student builds, how to run it, how it is graded (the
 checks and the likely bugs they name), how the thresholds were measured (its bench,
 `python bench/__NAME__.py`) and what `--plots DIR` saves.
 
-'''
+"""
 
 
 def fill(text, name, title):
-    return (text.replace("__FENCE__", FENCE).replace("__TITLE_REPR__", repr(title))
-            .replace("__TITLE__", title).replace("__NAME__", name))
+    return (
+        text.replace("__FENCE__", FENCE)
+        .replace("__TITLE_REPR__", repr(title))
+        .replace("__TITLE__", title)
+        .replace("__NAME__", name)
+    )
 
 
 def problem(name, title):
     """Why NAME and Title cannot be used, or None."""
     if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_") or name != name.lower():
         return f"{name!r} is not a lower-case Python identifier (it names the file students hand in: NAME.py)"
-    taken = [p for p in (f"solutions/{name}.py", f"grader/assignments/{name}.py", f"assignments/{name}.py",
-                         f"tests/test_{name}.py") if (ROOT / p).exists()]
+    taken = [
+        p
+        for p in (
+            f"solutions/{name}.py",
+            f"grader/assignments/{name}.py",
+            f"assignments/{name}.py",
+            f"tests/test_{name}.py",
+        )
+        if (ROOT / p).exists()
+    ]
     if taken:
         return f"{name!r} exists already: {', '.join(taken)}"
     if not title.strip() or '"' in title or "\n" in title:
@@ -218,7 +231,7 @@ def readme_with(readme, name, title, table):
         end = rows[0]
         while end < len(lines) and lines[end].startswith("|"):
             end += 1
-        section = "\n".join(lines[:rows[0]] + [table] + lines[end:])
+        section = "\n".join(lines[: rows[0]] + [table] + lines[end:])
     return head + "\n## The assignments\n" + section + ("\n## " + tail if tail is not None else "")
 
 
@@ -237,13 +250,17 @@ def main(argv):
     (ROOT / "solutions" / f"{name}.py").chmod(0o755)
     sys.path.insert(0, str(ROOT / "tools"))
     import make_templates
+
     if make_templates.main([name]):
         return 1
     from grader.assignments import table
+
     readme = ROOT / "README.md"
     readme.write_text(readme_with(readme.read_text(), name, title, table("solutions")))
-    print(f"wrote {', '.join(files)}, assignments/{name}.py and README.md's section and table; "
-          f"now: .venv/bin/python -m pytest -k {name}, then README.md's \"Adding an assignment\"")
+    print(
+        f"wrote {', '.join(files)}, assignments/{name}.py and README.md's section and table; "
+        f'now: .venv/bin/python -m pytest -k {name}, then README.md\'s "Adding an assignment"'
+    )
     return 0
 
 

@@ -34,6 +34,7 @@ own stand-in agent, whose every answer is recorded: are the actions played sampl
 the states, actions and returns trained on the ones played?). The training check then says
 what it saw, and names the unit checks that failed.
 """
+
 import functools
 import hashlib
 import time
@@ -103,8 +104,9 @@ class TrainingEpisodes:
     def __init__(self, rng, transform, budget=None, time_limit=None, progress=None, record=False):
         self.rng, self.transform, self.budget, self.progress = rng, transform, budget, progress
         # time_limit: the sandbox's Deadline (CPU seconds, wall-clock backstop), or wall seconds (bench/)
-        self.deadline = time_limit if hasattr(time_limit, "exceeded") else (
-            time.monotonic() + time_limit if time_limit else None)
+        self.deadline = (
+            time_limit if hasattr(time_limit, "exceeded") else (time.monotonic() + time_limit if time_limit else None)
+        )
         self.env = None
         self.done = np.zeros(0, bool)  # the current batch's finished episodes (none before the first reset)
         self.started = 0
@@ -122,8 +124,15 @@ class TrainingEpisodes:
 
     def check_time(self, fresh=True):
         """Stops the training once its time limit is reached."""
-        over = None if self.deadline is None else (self.deadline.exceeded(fresh) if hasattr(self.deadline, "exceeded")
-                                                   else time.monotonic() > self.deadline and "wall-clock seconds")
+        over = (
+            None
+            if self.deadline is None
+            else (
+                self.deadline.exceeded(fresh)
+                if hasattr(self.deadline, "exceeded")
+                else time.monotonic() > self.deadline and "wall-clock seconds"
+            )
+        )
         if over:
             self.stop(f"the training time limit is reached ({over})")
 
@@ -139,8 +148,10 @@ class TrainingEpisodes:
         if self.progress is not None and time.monotonic() - self.last_progress >= self.PROGRESS_SECONDS:
             self.last_progress = time.monotonic()
             recent = self.curve[-20:]
-            self.progress(f"{self.started} episodes handed out" + (
-                f", mean return of the last {len(recent)}: {np.mean(recent):.1f}" if recent else ""))
+            self.progress(
+                f"{self.started} episodes handed out"
+                + (f", mean return of the last {len(recent)}: {np.mean(recent):.1f}" if recent else "")
+            )
         if self.env is None or self.env.num_envs != n:
             self.env = make_env(n)
         self.started += n
@@ -163,8 +174,9 @@ class TrainingEpisodes:
             raise SubmissionError("invalid", "episodes.step() was called before episodes.reset(n)")
         self.check_time(fresh=False)  # in every call, not only reset() (usage measured 10 times a second)
         n = self.env.num_envs
-        actions = expect_array(actions, "the actions given to episodes.step", kind="i", shape=(n,),
-                               low=0, high=NUM_ACTIONS - 1)
+        actions = expect_array(
+            actions, "the actions given to episodes.step", kind="i", shape=(n,), low=0, high=NUM_ACTIONS - 1
+        )
         before = self.observations.copy()
         observations, rewards, terminated, truncated, _ = self.env.step(self.transform.env_actions(actions))
         active = ~self.done
@@ -197,8 +209,11 @@ def expect_probabilities(value, batch, actions=NUM_ACTIONS, name="Agent.predict"
     probs = expect_array(value, name, shape=(batch, actions), low=0.0, high=1.0)
     worst = float(np.max(np.abs(probs.sum(axis=1) - 1.0)))
     if worst > 1e-3:
-        raise SubmissionError("invalid", f"{name} must return a distribution per state (rows summing "
-                                         f"to 1), a row sums to {1 + worst:.3f} or {1 - worst:.3f}: softmax missing?")
+        raise SubmissionError(
+            "invalid",
+            f"{name} must return a distribution per state (rows summing "
+            f"to 1), a row sums to {1 + worst:.3f} or {1 - worst:.3f}: softmax missing?",
+        )
     return probs
 
 
@@ -214,14 +229,14 @@ def training_seed(grader_seed, index):
 
 def new_agent(ctx, seed):
     args = expect_handle(ctx.sandbox.call("parse_args", agent_argv(seed)), "parse_args(argv)")
-    return args, expect_handle(ctx.sandbox.call("Agent", OBSERVATION_SIZE, NUM_ACTIONS, args),
-                               "Agent(4, 2, args)")
+    return args, expect_handle(ctx.sandbox.call("Agent", OBSERVATION_SIZE, NUM_ACTIONS, args), "Agent(4, 2, args)")
 
 
 # ------------------------------------------------------------------ unit checks record their outcome
 def unit(name, run, functions, description=""):
     """A unit check about `functions`; whether it passed is kept in ctx.shared["units"] for the
     training check's diagnosis."""
+
     @functools.wraps(run)
     def recorded(ctx):
         units = ctx.shared.setdefault("units", {})
@@ -229,6 +244,7 @@ def unit(name, run, functions, description=""):
         outcome = run(ctx)
         units[name] = bool(outcome.passed)
         return outcome
+
     return Check(name, recorded, functions=tuple(functions), description=description)
 
 
@@ -241,6 +257,7 @@ def check_training(threshold, trainings, required, budget=None):
     """Trains up to `trainings` times, each in a fresh child on the grader's episodes (under a
     secret relabelling), evaluates each greedily here; passes when `required` of them reach
     `threshold` (it stops as soon as the outcome is known)."""
+
     def run(ctx):
         results = []
         for index in range(1, trainings + 1):
@@ -252,13 +269,22 @@ def check_training(threshold, trainings, required, budget=None):
         passed = sum(r["passed"] for r in results)
         ok = passed >= required
         lines = [r["message"] for r in results]
-        message = (f"{passed} of {len(results)} trainings reached a greedy mean return of {threshold} "
-                   f"({required} needed): " + "; ".join(lines))
+        message = (
+            f"{passed} of {len(results)} trainings reached a greedy mean return of {threshold} "
+            f"({required} needed): " + "; ".join(lines)
+        )
         if not ok:
             message += "; " + diagnosis(ctx, results, threshold)
         details = {"trainings": [{k: v for k, v in r.items() if k != "message"} for r in results]}
-        return Outcome(ok, message, value=passed, threshold=f">= {required} trainings", score=min(1, passed / required),
-                       details=details)
+        return Outcome(
+            ok,
+            message,
+            value=passed,
+            threshold=f">= {required} trainings",
+            score=min(1, passed / required),
+            details=details,
+        )
+
     return run
 
 
@@ -268,23 +294,34 @@ def train_once(ctx, index, threshold, budget):
     args, agent = new_agent(ctx, seed)
     transform = secret_transform(ctx, index)
     deadline = ctx.sandbox.deadline(ctx.limits.train_time)
-    episodes = TrainingEpisodes(ctx.secret_rng("training", index), transform, budget=budget, time_limit=deadline,
-                                progress=lambda text: ctx.progress(f"training {index}: {text}"))
+    episodes = TrainingEpisodes(
+        ctx.secret_rng("training", index),
+        transform,
+        budget=budget,
+        time_limit=deadline,
+        progress=lambda text: ctx.progress(f"training {index}: {text}"),
+    )
     started, service = time.monotonic(), episodes.service()
     result = {"index": index, "seed": seed}
     try:  # a soft limit: after train_time no more episodes; the child is killed 60 s later
-        ctx.sandbox.call("train", agent, service, args, phase="training",
-                         timeout=ctx.limits.train_time + 60, services=[service])
+        ctx.sandbox.call(
+            "train", agent, service, args, phase="training", timeout=ctx.limits.train_time + 60, services=[service]
+        )
     except SubmissionError as failure:
         if failure.kind in ("todo", "syntax", "import"):
             raise
         if failure.kind != "stopped":
             ctx.close()
             episodes.flush()
-            return dict(result, passed=False, greedy_mean=None, training_episodes=episodes.started,
-                        learning_curve=episodes.curve, error=failure.kind,
-                        message=f"training {index} (seed {seed}) failed after {episodes.started} episodes: "
-                                f"{failure.message}")
+            return dict(
+                result,
+                passed=False,
+                greedy_mean=None,
+                training_episodes=episodes.started,
+                learning_curve=episodes.curve,
+                error=failure.kind,
+                message=f"training {index} (seed {seed}) failed after {episodes.started} episodes: {failure.message}",
+            )
     train_s, train_cpu_s = time.monotonic() - started, deadline.cpu()
     episodes.flush()
     try:
@@ -293,18 +330,36 @@ def train_once(ctx, index, threshold, budget):
         if failure.kind in ("todo", "syntax", "import"):
             raise
         ctx.close()
-        return dict(result, passed=False, greedy_mean=None, training_episodes=episodes.started,
-                    learning_curve=episodes.curve, error=failure.kind,
-                    message=f"training {index} (seed {seed}): {episodes.started} episodes, then the trained policy "
-                            f"could not be measured: {failure.message}")
+        return dict(
+            result,
+            passed=False,
+            greedy_mean=None,
+            training_episodes=episodes.started,
+            learning_curve=episodes.curve,
+            error=failure.kind,
+            message=f"training {index} (seed {seed}): {episodes.started} episodes, then the trained policy "
+            f"could not be measured: {failure.message}",
+        )
     mean = float(returns.mean())
-    limit = f"{budget} episodes and {ctx.limits.train_time:.0f} CPU s" if budget else f"{ctx.limits.train_time:.0f} CPU s"
-    message = (f"training {index} (seed {seed}): {episodes.started} episodes in {train_cpu_s:.0f} CPU s ({train_s:.0f} s) "
-               f"(limit {limit}{'; ' + episodes.stop_reason if episodes.stop_reason else ''}), "
-               f"greedy mean return {mean:.1f}{'' if mean >= threshold else f' < {threshold}'}")
-    result.update(passed=mean >= threshold, greedy_mean=round(mean, 2), training_episodes=episodes.started,
-                  training_s=round(train_s, 2), training_cpu_s=round(train_cpu_s, 2), stop_reason=episodes.stop_reason, learning_curve=episodes.curve,
-                  evaluation_returns=returns.tolist(), message=message)
+    limit = (
+        f"{budget} episodes and {ctx.limits.train_time:.0f} CPU s" if budget else f"{ctx.limits.train_time:.0f} CPU s"
+    )
+    message = (
+        f"training {index} (seed {seed}): {episodes.started} episodes in {train_cpu_s:.0f} CPU s ({train_s:.0f} s) "
+        f"(limit {limit}{'; ' + episodes.stop_reason if episodes.stop_reason else ''}), "
+        f"greedy mean return {mean:.1f}{'' if mean >= threshold else f' < {threshold}'}"
+    )
+    result.update(
+        passed=mean >= threshold,
+        greedy_mean=round(mean, 2),
+        training_episodes=episodes.started,
+        training_s=round(train_s, 2),
+        training_cpu_s=round(train_cpu_s, 2),
+        stop_reason=episodes.stop_reason,
+        learning_curve=episodes.curve,
+        evaluation_returns=returns.tolist(),
+        message=message,
+    )
     if ctx.plots_dir:
         result["plot"] = plot_curve(ctx, index, episodes.curve, returns, threshold)
     return result
@@ -333,8 +388,7 @@ def measured_evaluation(ctx, agent, transform, index):
     with measured.Measurement(ctx, "the policy (Agent.policy)") as measure:
         handle = measure.rebuild(config, weights)
         measure.matches(handle, probes, [expected], "the action probabilities")
-        return evaluate(lambda states: measure.predict(handle, states), transform,
-                        seed=int(secret.integers(2**31)))
+        return evaluate(lambda states: measure.predict(handle, states), transform, seed=int(secret.integers(2**31)))
 
 
 def diagnosis(ctx, results, threshold):
@@ -344,28 +398,39 @@ def diagnosis(ctx, results, threshold):
         return f"look first at the unit checks that failed: {', '.join(units)}"
     if all(r.get("error") for r in results if not r["passed"]):
         return "each failed training says why above (fix that first)"
-    checked = ("every unit check passed" if ctx.shared.get("units") else
-               "(the unit checks were not run in this grading)")
-    peaks = [max(np.convolve(r["learning_curve"], np.ones(20) / 20, "valid"), default=0.0)
-             if len(r["learning_curve"]) >= 20 else float(np.mean(r["learning_curve"] or [0.0]))
-             for r in results if not r["passed"]]
+    checked = "every unit check passed" if ctx.shared.get("units") else "(the unit checks were not run in this grading)"
+    peaks = [
+        max(np.convolve(r["learning_curve"], np.ones(20) / 20, "valid"), default=0.0)
+        if len(r["learning_curve"]) >= 20
+        else float(np.mean(r["learning_curve"] or [0.0]))
+        for r in results
+        if not r["passed"]
+    ]
     seen = ", ".join(f"{p:.0f}" for p in peaks)
     if all(p < 100 for p in peaks):
-        return (f"{checked}, but the training returns never rose (best mean of 20 consecutive "
-                f"training episodes: {seen}): the policy did not learn. Look at the training loop `train`: "
-                f"how often Agent.train is called and on what, and the hyperparameters")
-    return (f"{checked} and the training returns rose (best mean of 20 consecutive training "
-            f"episodes: {seen}), but the greedy policy did not reach {threshold}. Look at the training loop "
-            f"`train`: when it stops (the budget includes every episode it plays), and whether it trains long "
-            f"and steadily enough (learning rate, batch size)")
+        return (
+            f"{checked}, but the training returns never rose (best mean of 20 consecutive "
+            f"training episodes: {seen}): the policy did not learn. Look at the training loop `train`: "
+            f"how often Agent.train is called and on what, and the hyperparameters"
+        )
+    return (
+        f"{checked} and the training returns rose (best mean of 20 consecutive training "
+        f"episodes: {seen}), but the greedy policy did not reach {threshold}. Look at the training loop "
+        f"`train`: when it stops (the budget includes every episode it plays), and whether it trains long "
+        f"and steadily enough (learning rate, batch size)"
+    )
 
 
 def plot_curve(ctx, index, curve, returns, threshold):
     fig, (left, right) = figure(10, 3.5, nrows=1, ncols=2, gridspec_kw={"width_ratios": [3, 1]})
     left.plot(np.arange(1, len(curve) + 1), curve, lw=0.5, alpha=0.5, label="return per training episode")
     if len(curve) >= 20:
-        left.plot(np.arange(20, len(curve) + 1), np.convolve(curve, np.ones(20) / 20, "valid"), lw=1.5,
-                  label="mean of the last 20")
+        left.plot(
+            np.arange(20, len(curve) + 1),
+            np.convolve(curve, np.ones(20) / 20, "valid"),
+            lw=1.5,
+            label="mean of the last 20",
+        )
     left.axhline(threshold, color="gray", ls="--", lw=0.8, label=f"threshold {threshold}")
     left.set(xlabel="training episode", ylabel="return", title=f"{ctx.assignment.name}: training {index}")
     left.legend(loc="lower right")
@@ -379,48 +444,67 @@ def returns_of(rewards, gamma):
     """G_t = sum_k gamma^k r_{t+k}, as a discounted sum (not the recursion the students write)."""
     rewards = np.asarray(rewards, np.float64)
     powers = gamma ** np.arange(len(rewards))
-    return np.array([np.dot(powers[:len(rewards) - t], rewards[t:]) for t in range(len(rewards))])
+    return np.array([np.dot(powers[: len(rewards) - t], rewards[t:]) for t in range(len(rewards))])
 
 
 def check_returns(gamma):
     def run(ctx):
         rng = ctx.rng("returns", gamma)
         rewards = rng.integers(-2, 5, size=9).astype(np.float32) if gamma < 1 else np.ones(9, np.float32)
-        got = expect_array(ctx.sandbox.call("compute_returns", rewards, gamma), "compute_returns",
-                           shape=(len(rewards),))
+        got = expect_array(
+            ctx.sandbox.call("compute_returns", rewards, gamma), "compute_returns", shape=(len(rewards),)
+        )
         expected = returns_of(rewards, gamma)
         error = float(np.max(np.abs(got - expected)))
         threshold = "<= 1e-4"
         if error <= 1e-4 * max(1, np.abs(expected).max()):
-            return Outcome(True, f"returns of {len(rewards)} rewards with gamma={gamma} are correct",
-                           value=error, threshold=threshold)
+            return Outcome(
+                True,
+                f"returns of {len(rewards)} rewards with gamma={gamma} are correct",
+                value=error,
+                threshold=threshold,
+            )
         forward = np.array([sum(gamma ** (t - k) * rewards[k] for k in range(t + 1)) for t in range(len(rewards))])
         bug = likely_returns_bug(got, rewards, gamma)
         hint = f"; likely bug: {bug}" if bug else ""
         if not bug and np.allclose(got, forward, atol=1e-4):
             hint = "; likely bug: cumulated from the start of the episode, not reversed (G_t = r_t + gamma G_t+1)"
-        return Outcome(False, f"compute_returns({rewards.tolist()}, gamma={gamma}) gave {np.round(got, 3).tolist()}, "
-                              f"expected {np.round(expected, 3).tolist()}{hint}", value=error, threshold=threshold)
+        return Outcome(
+            False,
+            f"compute_returns({rewards.tolist()}, gamma={gamma}) gave {np.round(got, 3).tolist()}, "
+            f"expected {np.round(expected, 3).tolist()}{hint}",
+            value=error,
+            threshold=threshold,
+        )
+
     return run
 
 
 def likely_returns_bug(got, rewards, gamma):
     from ._shared import likely_bug
+
     expected = returns_of(rewards, gamma)
-    return likely_bug(got, {
-        "every step gets the return of the whole episode, not the reward-to-go": np.full(len(rewards), expected[0]),
-        "gamma is ignored": lambda: returns_of(rewards, 1.0),
-        "the rewards themselves, not the returns that follow them": rewards,
-        "the returns are shifted by one step: G_t must include r_t itself (G_t = r_t + gamma G_t+1), here it "
-        "starts at r_t+1": np.append(expected[1:], 0.0),
-        "the returns are shifted by one step: G_t is the return from the step before (G_t-1)":
-            np.insert(expected[:-1], 0, expected[0] if len(expected) else 0.0),
-        "the episode's last reward is left out (the loop stops one step early)":
-            lambda: np.append(returns_of(rewards[:-1], gamma), 0.0),
-        "the returns are in reverse order": expected[::-1],
-        "cumulated from the start of the episode, not reversed (G_t = r_t + gamma G_t+1)":
-            lambda: np.array([sum(gamma ** (t - k) * rewards[k] for k in range(t + 1)) for t in range(len(rewards))]),
-    }, atol=1e-3)
+    return likely_bug(
+        got,
+        {
+            "every step gets the return of the whole episode, not the reward-to-go": np.full(len(rewards), expected[0]),
+            "gamma is ignored": lambda: returns_of(rewards, 1.0),
+            "the rewards themselves, not the returns that follow them": rewards,
+            "the returns are shifted by one step: G_t must include r_t itself (G_t = r_t + gamma G_t+1), here it "
+            "starts at r_t+1": np.append(expected[1:], 0.0),
+            "the returns are shifted by one step: G_t is the return from the step before (G_t-1)": np.insert(
+                expected[:-1], 0, expected[0] if len(expected) else 0.0
+            ),
+            "the episode's last reward is left out (the loop stops one step early)": lambda: np.append(
+                returns_of(rewards[:-1], gamma), 0.0
+            ),
+            "the returns are in reverse order": expected[::-1],
+            "cumulated from the start of the episode, not reversed (G_t = r_t + gamma G_t+1)": lambda: np.array(
+                [sum(gamma ** (t - k) * rewards[k] for k in range(t + 1)) for t in range(len(rewards))]
+            ),
+        },
+        atol=1e-3,
+    )
 
 
 def tangent(gradient):
@@ -458,18 +542,27 @@ def compare_gradient(got, expected, what):
     mean over the batch, the learning rate absorbs it)."""
     cosine = cosine_of(tangent(np.asarray(got, np.float64)), tangent(expected))
     if cosine >= 0.999:
-        return Outcome(True, f"{what} matches the REINFORCE gradient (cosine {cosine:.4f})",
-                       value=cosine, threshold=">= 0.999")
+        return Outcome(
+            True, f"{what} matches the REINFORCE gradient (cosine {cosine:.4f})", value=cosine, threshold=">= 0.999"
+        )
     if cosine <= -0.999:
-        hint = ("sign error: minimising this loss makes actions with high returns LESS likely; minimise the "
-                "negative log-likelihood of the sampled actions weighted by the returns")
+        hint = (
+            "sign error: minimising this loss makes actions with high returns LESS likely; minimise the "
+            "negative log-likelihood of the sampled actions weighted by the returns"
+        )
     elif abs(cosine) > 0.1:
-        hint = ("the gradient is not proportional to the REINFORCE gradient: weight each sampled action's "
-                "negative log-likelihood by its return")
+        hint = (
+            "the gradient is not proportional to the REINFORCE gradient: weight each sampled action's "
+            "negative log-likelihood by its return"
+        )
     else:
         hint = "the loss barely depends on the probabilities of the sampled actions weighted by the returns"
-    return Outcome(False, f"{what}: cosine similarity with the REINFORCE gradient is {cosine:.3f}; {hint}",
-                   value=cosine, threshold=">= 0.999")
+    return Outcome(
+        False,
+        f"{what}: cosine similarity with the REINFORCE gradient is {cosine:.3f}; {hint}",
+        value=cosine,
+        threshold=">= 0.999",
+    )
 
 
 def check_policy_gradient(ctx):
@@ -477,8 +570,11 @@ def check_policy_gradient(ctx):
     value, (grad,) = ctx.sandbox.grad("policy_loss", [probs, actions, returns], wrt=[0])
     expect_array(value, "policy_loss", shape=())
     grad = expect_array(grad, "the gradient of policy_loss", shape=probs.shape)
-    return compare_gradient(grad, reinforce_gradient(probs, actions, returns),
-                            "the gradient of policy_loss(probs, actions, returns) with respect to probs")
+    return compare_gradient(
+        grad,
+        reinforce_gradient(probs, actions, returns),
+        "the gradient of policy_loss(probs, actions, returns) with respect to probs",
+    )
 
 
 # ------------------------------------------------------------------ sample_actions
@@ -495,15 +591,25 @@ def check_sample_actions(ctx):
     seed = int(rng.integers(2**31))
 
     def sample(seed):
-        return expect_array(ctx.sandbox.call("sample_with_seed", probs, seed), "sample_actions", kind="i",
-                            shape=(len(probs),), low=0, high=probs.shape[1] - 1)
+        return expect_array(
+            ctx.sandbox.call("sample_with_seed", probs, seed),
+            "sample_actions",
+            kind="i",
+            shape=(len(probs),),
+            low=0,
+            high=probs.shape[1] - 1,
+        )
+
     actions = sample(seed)
-    frequencies = np.array([np.bincount(actions[kinds == k], minlength=3) / SAMPLES_PER_ROW
-                            for k in range(len(SAMPLED_ROWS))])
+    frequencies = np.array(
+        [np.bincount(actions[kinds == k], minlength=3) / SAMPLES_PER_ROW for k in range(len(SAMPLED_ROWS))]
+    )
     errors = np.abs(frequencies - SAMPLED_ROWS) / np.sqrt(SAMPLED_ROWS * (1 - SAMPLED_ROWS) / SAMPLES_PER_ROW)
     worst = float(errors.max())
-    table = "; ".join(f"probabilities {np.round(p, 2).tolist()} -> frequencies {np.round(f, 3).tolist()}"
-                      for p, f in zip(SAMPLED_ROWS, frequencies))
+    table = "; ".join(
+        f"probabilities {np.round(p, 2).tolist()} -> frequencies {np.round(f, 3).tolist()}"
+        for p, f in zip(SAMPLED_ROWS, frequencies)
+    )
     if worst > 5:
         if np.array_equal(actions, np.argmax(probs, axis=1)):
             hint = "it picks the most probable action (argmax) instead of sampling"
@@ -515,20 +621,36 @@ def check_sample_actions(ctx):
             hint = "it never chooses the last of 3 actions: it must work for any number of actions A"
         else:
             hint = "the frequencies do not follow the probabilities"
-        return Outcome(False, f"sample_actions on {len(probs)} rows: {table}; {hint}", value=worst,
-                       threshold="<= 5 standard errors")
+        return Outcome(
+            False,
+            f"sample_actions on {len(probs)} rows: {table}; {hint}",
+            value=worst,
+            threshold="<= 5 standard errors",
+        )
     if not np.array_equal(sample(seed), actions):
-        return Outcome(False, "sample_actions gave other actions for a generator with the same seed: take every "
-                              "random number from the generator `rng` it is given (reproducible runs)",
-                       value=worst, threshold="same seed, same actions")
+        return Outcome(
+            False,
+            "sample_actions gave other actions for a generator with the same seed: take every "
+            "random number from the generator `rng` it is given (reproducible runs)",
+            value=worst,
+            threshold="same seed, same actions",
+        )
     if np.array_equal(sample(seed + 1), actions):
-        return Outcome(False, f"sample_actions gave the same {len(probs)} actions for generators of two different "
-                              "seeds: it ignores the generator `rng` it is given (e.g. a generator of its own made "
-                              "with a fixed seed), so it draws the same numbers at every call",
-                       value=worst, threshold="other seed, other actions")
-    return Outcome(True, f"sample_actions on {len(probs)} rows follows the probabilities (largest deviation "
-                         f"{worst:.1f} standard errors) and is reproducible", value=worst,
-                   threshold="<= 5 standard errors")
+        return Outcome(
+            False,
+            f"sample_actions gave the same {len(probs)} actions for generators of two different "
+            "seeds: it ignores the generator `rng` it is given (e.g. a generator of its own made "
+            "with a fixed seed), so it draws the same numbers at every call",
+            value=worst,
+            threshold="other seed, other actions",
+        )
+    return Outcome(
+        True,
+        f"sample_actions on {len(probs)} rows follows the probabilities (largest deviation "
+        f"{worst:.1f} standard errors) and is reproducible",
+        value=worst,
+        threshold="<= 5 standard errors",
+    )
 
 
 # ------------------------------------------------------------------ the agent
@@ -536,8 +658,12 @@ def check_probabilities(ctx):
     args, agent = new_agent(ctx, 1)
     states = ctx.rng("states").normal(0, 0.5, size=(32, OBSERVATION_SIZE)).astype(np.float32)
     probs = expect_probabilities(ctx.sandbox.call(agent.method("predict"), states), 32)
-    return Outcome(True, "Agent.predict returns a distribution over the 2 actions for each of 32 states",
-                   value=float(probs.min()), threshold="rows sum to 1, entries in [0, 1]")
+    return Outcome(
+        True,
+        "Agent.predict returns a distribution over the 2 actions for each of 32 states",
+        value=float(probs.min()),
+        threshold="rows sum to 1, entries in [0, 1]",
+    )
 
 
 TRAIN_BATCH = 64
@@ -589,27 +715,44 @@ def policy_alignment(ctx, label, seed, batch_returns):
 def check_agent_train(ctx):
     """One Agent.train step on fixed batches with returns of both signs: the log-probabilities
     of the actions must move in the direction of their returns (see policy_alignment)."""
+
     def signed_returns(rng, agent, states):
         returns = rng.choice([-1.0, 1.0], size=len(states)) * rng.uniform(1, 3, size=len(states))
         return returns, returns
+
     cosine, largest = policy_alignment(ctx, "agent-train", 2, signed_returns)
     threshold = f">= {ALIGNMENT}"
     if largest == 0:
-        return Outcome(False, "one Agent.train step did not change the policy's probabilities at all: is the "
-                              "gradient applied (optimizer.apply_gradients) to the policy's variables?",
-                       value=cosine, threshold=threshold)
+        return Outcome(
+            False,
+            "one Agent.train step did not change the policy's probabilities at all: is the "
+            "gradient applied (optimizer.apply_gradients) to the policy's variables?",
+            value=cosine,
+            threshold=threshold,
+        )
     if cosine >= ALIGNMENT:
-        return Outcome(True, f"one Agent.train step moves the log-probabilities of the actions in the direction "
-                             f"of their returns (mean cosine {cosine:.2f} over {AGENTS} batches)", value=cosine,
-                       threshold=threshold)
-    hint = ("they moved AGAINST the returns: gradient ascent instead of descent on the loss, or a sign error"
-            if cosine < -ALIGNMENT else "they barely follow the returns: is the loss computed on the batch's "
-            "actions and returns (not, e.g., on the most probable actions)?")
+        return Outcome(
+            True,
+            f"one Agent.train step moves the log-probabilities of the actions in the direction "
+            f"of their returns (mean cosine {cosine:.2f} over {AGENTS} batches)",
+            value=cosine,
+            threshold=threshold,
+        )
+    hint = (
+        "they moved AGAINST the returns: gradient ascent instead of descent on the loss, or a sign error"
+        if cosine < -ALIGNMENT
+        else "they barely follow the returns: is the loss computed on the batch's "
+        "actions and returns (not, e.g., on the most probable actions)?"
+    )
     if "policy loss: REINFORCE gradient" in failed_units(ctx):
         hint += " (policy_loss failed its own check: fix that first)"
-    return Outcome(False, f"one Agent.train step on batches of {TRAIN_BATCH} steps with returns of both signs: the "
-                          f"change of log pi(a|s) has a mean cosine of {cosine:.2f} with the returns; {hint}",
-                   value=cosine, threshold=threshold)
+    return Outcome(
+        False,
+        f"one Agent.train step on batches of {TRAIN_BATCH} steps with returns of both signs: the "
+        f"change of log pi(a|s) has a mean cosine of {cosine:.2f} with the returns; {hint}",
+        value=cosine,
+        threshold=threshold,
+    )
 
 
 # ------------------------------------------------------------------ train and evaluate, with a stand-in agent
@@ -706,34 +849,55 @@ def check_train_loop(ctx):
     except SubmissionError as failure:
         if failure.kind == "protocol" and "unknown service" in failure.message:
             ctx.close()
-            return Outcome(False, "train() used something of the agent other than agent.predict(states) and "
-                                  "agent.train(states, actions, returns) (the grader's stand-in agent has only "
-                                  "these)", threshold="one training step")
+            return Outcome(
+                False,
+                "train() used something of the agent other than agent.predict(states) and "
+                "agent.train(states, actions, returns) (the grader's stand-in agent has only "
+                "these)",
+                threshold="one training step",
+            )
         if failure.kind != "stopped":
             raise
     if not agent.trained:
-        return Outcome(False, f"train() played {episodes.started} episodes and returned without calling "
-                              "agent.train", threshold="one training step")
+        return Outcome(
+            False,
+            f"train() played {episodes.started} episodes and returned without calling agent.train",
+            threshold="one training step",
+        )
     if not episodes.steps_played():
-        return Outcome(False, "train() called agent.train without playing a step (episodes.reset(n) and "
-                              "episodes.step(actions)): it must train on the steps it plays",
-                       threshold="one training step")
+        return Outcome(
+            False,
+            "train() called agent.train without playing a step (episodes.reset(n) and "
+            "episodes.step(actions)): it must train on the steps it plays",
+            threshold="one training step",
+        )
     # the actions played: sampled from the probabilities?
-    played = [(np.array(b["states"])[np.array(b["running"])], np.array(b["actions"])[np.array(b["running"])])
-              for b in episodes.batches if b["states"]]
+    played = [
+        (np.array(b["states"])[np.array(b["running"])], np.array(b["actions"])[np.array(b["running"])])
+        for b in episodes.batches
+        if b["states"]
+    ]
     states = np.concatenate([s for s, _ in played])
     actions = np.concatenate([a for _, a in played])
     greedy = np.argmax(agent.probs(states), axis=1)
     share = float(np.mean(actions == greedy))
     expected, n = StandInAgent.P_LEAN, len(actions)
     z = (share - expected) / np.sqrt(expected * (1 - expected) / n)
-    if abs(z) > 5 or (share == 1.0 and expected ** n < 1e-6):
-        hint = ("it plays the most probable action (argmax) in every state: during training the actions must be "
-                "sampled from the policy (sample_actions), or it never explores" if share == 1.0 else
-                "the actions played do not follow the agent's probabilities (see the check of sample_actions)")
-        return Outcome(False, f"train() played {n} steps with the grader's agent, whose most probable action has "
-                              f"probability {expected}: {100 * share:.1f}% of the actions played were the most "
-                              f"probable one; {hint}", value=share, threshold=f"{expected} ± 5 standard errors")
+    if abs(z) > 5 or (share == 1.0 and expected**n < 1e-6):
+        hint = (
+            "it plays the most probable action (argmax) in every state: during training the actions must be "
+            "sampled from the policy (sample_actions), or it never explores"
+            if share == 1.0
+            else "the actions played do not follow the agent's probabilities (see the check of sample_actions)"
+        )
+        return Outcome(
+            False,
+            f"train() played {n} steps with the grader's agent, whose most probable action has "
+            f"probability {expected}: {100 * share:.1f}% of the actions played were the most "
+            f"probable one; {hint}",
+            value=share,
+            threshold=f"{expected} ± 5 standard errors",
+        )
     # the batch trained on: the steps played, each once, with their actions and returns
     trained_states = np.concatenate([t[0] for t in agent.trained]).astype(np.float32)
     trained_actions = np.concatenate([t[1] for t in agent.trained])
@@ -744,42 +908,77 @@ def check_train_loop(ctx):
     where = f"train() played {len(steps)} steps and gave agent.train {len(keys)} rows"
     if unknown:
         if all(k in terminal for k in unknown):
-            hint = ("it includes the steps after an episode had ended (their observation is the episode's final "
-                    "one); train only on the steps each episode was still running")
+            hint = (
+                "it includes the steps after an episode had ended (their observation is the episode's final "
+                "one); train only on the steps each episode was still running"
+            )
         else:
-            hint = ("some states given to agent.train are not states the actions were chosen in (the observation "
-                    "after the step instead of before it?)")
-        return Outcome(False, f"{where}: {len(unknown)} of them are not steps played; {hint}",
-                       value=len(unknown), threshold="the steps played")
+            hint = (
+                "some states given to agent.train are not states the actions were chosen in (the observation "
+                "after the step instead of before it?)"
+            )
+        return Outcome(
+            False,
+            f"{where}: {len(unknown)} of them are not steps played; {hint}",
+            value=len(unknown),
+            threshold="the steps played",
+        )
     if len(set(keys)) != len(keys) or len(keys) != len(steps):
         first = {s.tobytes() for s in agent.trained[0][0].astype(np.float32)}
         again = len(agent.trained) > 1 and any(s.tobytes() in first for s in agent.trained[1][0].astype(np.float32))
-        hint = ("; likely bug: the second call of agent.train got steps of the first batch again (the lists of a "
-                "batch are not emptied between batches)" if again else "")
-        return Outcome(False, f"{where} in {len(agent.trained)} calls: agent.train must get every step played exactly "
-                              f"once ({len(set(keys))} distinct steps given){hint}", value=len(keys),
-                       threshold=str(len(steps)))
+        hint = (
+            "; likely bug: the second call of agent.train got steps of the first batch again (the lists of a "
+            "batch are not emptied between batches)"
+            if again
+            else ""
+        )
+        return Outcome(
+            False,
+            f"{where} in {len(agent.trained)} calls: agent.train must get every step played exactly "
+            f"once ({len(set(keys))} distinct steps given){hint}",
+            value=len(keys),
+            threshold=str(len(steps)),
+        )
     expected_actions = np.array([steps[k][0] for k in keys])
     if not np.array_equal(trained_actions, expected_actions):
         wrong = float(np.mean(trained_actions != expected_actions))
         greedy = np.argmax(agent.probs(trained_states), axis=1)
-        hint = ("likely bug: it trains on the most probable (argmax) actions instead of the actions played"
-                if np.array_equal(trained_actions, greedy) else "they must be the actions played in those states")
-        return Outcome(False, f"{where}: {100 * wrong:.1f}% of the actions given to agent.train differ from the "
-                              f"actions played; {hint}", value=wrong, threshold="0")
+        hint = (
+            "likely bug: it trains on the most probable (argmax) actions instead of the actions played"
+            if np.array_equal(trained_actions, greedy)
+            else "they must be the actions played in those states"
+        )
+        return Outcome(
+            False,
+            f"{where}: {100 * wrong:.1f}% of the actions given to agent.train differ from the actions played; {hint}",
+            value=wrong,
+            threshold="0",
+        )
     expected_returns = np.array([steps[k][1] for k in keys])
     if not np.allclose(trained_returns, expected_returns, rtol=1e-4, atol=1e-3):
         rewards = np.array([steps[k][2] for k in keys])
-        hint = ("likely bug: the rewards themselves instead of the returns that follow them"
-                if np.allclose(trained_returns, rewards, atol=1e-3) else
-                "compute them with compute_returns over the steps each episode ran (if compute_returns failed "
-                "its own check, fix that first)")
+        hint = (
+            "likely bug: the rewards themselves instead of the returns that follow them"
+            if np.allclose(trained_returns, rewards, atol=1e-3)
+            else "compute them with compute_returns over the steps each episode ran (if compute_returns failed "
+            "its own check, fix that first)"
+        )
         error = float(np.max(np.abs(trained_returns - expected_returns)))
-        return Outcome(False, f"{where}: the returns given to agent.train differ from the returns that followed "
-                              f"the steps (by up to {error:.3g}); {hint}", value=error, threshold="<= 1e-3")
-    return Outcome(True, f"{where}: the actions played were sampled ({100 * share:.1f}% most probable, expected "
-                         f"{100 * expected:.0f}%), and agent.train got the steps played with their actions and "
-                         f"returns", value=share, threshold=f"{expected} ± 5 standard errors")
+        return Outcome(
+            False,
+            f"{where}: the returns given to agent.train differ from the returns that followed "
+            f"the steps (by up to {error:.3g}); {hint}",
+            value=error,
+            threshold="<= 1e-3",
+        )
+    return Outcome(
+        True,
+        f"{where}: the actions played were sampled ({100 * share:.1f}% most probable, expected "
+        f"{100 * expected:.0f}%), and agent.train got the steps played with their actions and "
+        f"returns",
+        value=share,
+        threshold=f"{expected} ± 5 standard errors",
+    )
 
 
 def check_evaluate(ctx):
@@ -792,32 +991,53 @@ def check_evaluate(ctx):
         got = ctx.sandbox.call("evaluate", services[0], services[1], n, phase="evaluate", services=services)
     except SubmissionError as failure:
         if failure.kind == "stopped":
-            return Outcome(False, f"evaluate(agent, episodes, {n}) asked for more than {n} episodes",
-                           threshold=f"{n} episodes")
+            return Outcome(
+                False, f"evaluate(agent, episodes, {n}) asked for more than {n} episodes", threshold=f"{n} episodes"
+            )
         if failure.kind == "protocol" and "unknown service" in failure.message:
             ctx.close()
-            return Outcome(False, "evaluate() used something of the agent other than agent.predict(states) (the "
-                                  "grader's stand-in agent has only predict and train)", threshold="greedy actions")
+            return Outcome(
+                False,
+                "evaluate() used something of the agent other than agent.predict(states) (the "
+                "grader's stand-in agent has only predict and train)",
+                threshold="greedy actions",
+            )
         raise
     got = expect_array(got, "evaluate", shape=(n,))
     episodes.flush()
     if not any(np.any(b["running"]) for b in episodes.batches):
-        return Outcome(False, f"evaluate(agent, episodes, {n}) returned {n} numbers without playing a step: it "
-                              "must play the episodes (episodes.reset(n), then episodes.step(actions) until every "
-                              "episode is done) and return their total rewards", threshold=f"{n} episodes played")
+        return Outcome(
+            False,
+            f"evaluate(agent, episodes, {n}) returned {n} numbers without playing a step: it "
+            "must play the episodes (episodes.reset(n), then episodes.step(actions) until every "
+            "episode is done) and return their total rewards",
+            threshold=f"{n} episodes played",
+        )
     batches = [b for b in episodes.batches if b["states"]]
     states = np.concatenate([np.array(b["states"])[np.array(b["running"])] for b in batches])
     actions = np.concatenate([np.array(b["actions"])[np.array(b["running"])] for b in batches])
     share = float(np.mean(actions == np.argmax(agent.probs(states), axis=1)))
     if share < 1:
-        return Outcome(False, f"evaluate played {100 * share:.1f}% of its {len(actions)} steps with the most probable "
-                              "action: the greedy policy chooses the most probable action (argmax) in every state, "
-                              "it does not sample", value=share, threshold="100%")
+        return Outcome(
+            False,
+            f"evaluate played {100 * share:.1f}% of its {len(actions)} steps with the most probable "
+            "action: the greedy policy chooses the most probable action (argmax) in every state, "
+            "it does not sample",
+            value=share,
+            threshold="100%",
+        )
     totals = np.sort(np.array(episodes.curve))
     if len(totals) != n or not np.allclose(np.sort(got), totals, atol=1e-3):
-        return Outcome(False, f"evaluate(agent, episodes, {n}) returned {np.round(got, 2).tolist()}, but the "
-                              f"{len(totals)} episodes it played had total rewards {totals.tolist()}",
-                       value=float(np.abs(np.sort(got) - totals).max()) if len(totals) == n else None,
-                       threshold="the total reward of each episode")
-    return Outcome(True, f"evaluate played {n} episodes greedily and returned their total rewards "
-                         f"{totals.tolist()}", value=share, threshold="100%")
+        return Outcome(
+            False,
+            f"evaluate(agent, episodes, {n}) returned {np.round(got, 2).tolist()}, but the "
+            f"{len(totals)} episodes it played had total rewards {totals.tolist()}",
+            value=float(np.abs(np.sort(got) - totals).max()) if len(totals) == n else None,
+            threshold="the total reward of each episode",
+        )
+    return Outcome(
+        True,
+        f"evaluate played {n} episodes greedily and returned their total rewards {totals.tolist()}",
+        value=share,
+        threshold="100%",
+    )

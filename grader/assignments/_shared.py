@@ -5,6 +5,7 @@ submission's answer with each and names the first that matches. `figure(...)` an
 `save(figure, path)`: a matplotlib Figure drawn without pyplot (figures are drawn from several
 threads in a batch) and written as PNG, returning the path for `details["plot"]`.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ def likely_bug(got, candidates, *, atol=1e-4, rtol=1e-4, default=None):
 def figure(width, height, **subplots):
     """(figure, axes): a constrained-layout Figure of `width` x `height` inches and its axes."""
     from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), layout="constrained")
     return fig, fig.subplots(**subplots)
 

@@ -14,6 +14,7 @@ next to the spec, which the spec imports: a bench run changes the numbers, never
     k_of_n_fails(0.065, 2, 3)       # a training that fails 6.5% of the time, graded "2 of at most 3"
     false_fail(p1, p2, ...)         # one grading with several independent checks
 """
+
 import ast
 import datetime
 import math
@@ -48,17 +49,19 @@ def chi2_tail(x, dof):
         return 1.0
     half = x / 2
     if dof % 2 == 0:  # Q(k, x/2) = exp(-x/2) sum_{j<k} (x/2)^j / j!
-        return math.exp(-half) * sum(half ** j / math.factorial(j) for j in range(dof // 2))
+        return math.exp(-half) * sum(half**j / math.factorial(j) for j in range(dof // 2))
     # odd: Q(k + 1/2, x/2) = erfc(sqrt(x/2)) + exp(-x/2) sum_{j=1..k} (x/2)^(j - 1/2) / Gamma(j + 1/2)
-    return math.erfc(math.sqrt(half)) + sum(math.exp(-half + (j - 0.5) * math.log(half) - math.lgamma(j + 0.5))
-                                            for j in range(1, dof // 2 + 1))
+    return math.erfc(math.sqrt(half)) + sum(
+        math.exp(-half + (j - 0.5) * math.log(half) - math.lgamma(j + 0.5)) for j in range(1, dof // 2 + 1)
+    )
 
 
 def _binomial_pmf(n, p, i):
     if p in (0.0, 1.0):
         return float(i == (n if p == 1.0 else 0))
-    return math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
-                    + i * math.log(p) + (n - i) * math.log1p(-p))
+    return math.exp(
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
+    )
 
 
 def binomial_below(n, p, k):
@@ -88,8 +91,10 @@ def write_constants(path, constants, *, by):
     Returns the path. The spec reads the module as it is: there are no placeholder values."""
     path = Path(path)
     today = datetime.date.today().isoformat()
-    lines = [f'"""Measured by {by} in the course\'s repository on {today}, which wrote this file',
-             '(grader/assignments/_stats.py: write_constants). Do not edit by hand: run the bench again."""']
+    lines = [
+        f'"""Measured by {by} in the course\'s repository on {today}, which wrote this file',
+        '(grader/assignments/_stats.py: write_constants). Do not edit by hand: run the bench again."""',
+    ]
     for name, value in constants.items():
         if not name.isidentifier() or not name.isupper():
             raise ValueError(f"{name!r}: constants are UPPER_CASE identifiers")

@@ -18,13 +18,17 @@ Plots (--plots DIR): DIR/bandits-average-reward.png, the average reward at each 
 testbed configurations graded so far (like the lecture's epsilon-greedy figure), with the
 reference's mean as a dashed line.
 """
+
 import numpy as np
 
-from ..sandbox import SubmissionError, expect_array, expect_handle
+from ..sandbox import expect_array, expect_handle
 from ..spec import Assignment, Check, Limits, Outcome
 from ._shared import figure, likely_bug, save
 from ._stats import chi2_tail, false_fail, mean_tolerance, normal_tail, rate_tolerance, sci
-from .bandits_constants import EXPECTED, REFERENCE_EPISODES  # (mean reward, per-episode SD) by (epsilon, alpha, initial)
+from .bandits_constants import (  # (mean reward, per-episode SD) by (epsilon, alpha, initial)
+    EXPECTED,
+    REFERENCE_EPISODES,
+)
 
 BANDITS, EPISODE_LENGTH, EPISODES = 10, 1000, 2000
 Z = 5.0  # tolerance of a testbed configuration, in standard errors
@@ -52,8 +56,11 @@ def false_failure_probability():
 
 
 def describe(epsilon, alpha, initial):
-    return (f"epsilon {epsilon:g}" + (f", optimistic initial estimates {initial:g}" if initial else "")
-            + (", sample averages" if alpha == 0 else f", alpha {alpha:g}"))
+    return (
+        f"epsilon {epsilon:g}"
+        + (f", optimistic initial estimates {initial:g}" if initial else "")
+        + (", sample averages" if alpha == 0 else f", alpha {alpha:g}")
+    )
 
 
 SUMMARY = (
@@ -70,8 +77,9 @@ SUMMARY = (
     f"grader's own {BANDITS}-armed testbed, {EPISODES} episodes of {EPISODE_LENGTH} steps, whose mean reward "
     f"per step must lie within the tolerance of the reference solution's mean over {REFERENCE_EPISODES} "
     f"episodes: "
-    + "; ".join(f"{describe(*config)}: {EXPECTED[config][0]:.3f} ± {testbed_tolerance(config):.3f}"
-                for config in EXPECTED)
+    + "; ".join(
+        f"{describe(*config)}: {EXPECTED[config][0]:.3f} ± {testbed_tolerance(config):.3f}" for config in EXPECTED
+    )
     + f". Each tolerance is {Z:g} standard errors of the difference between the two means (the average "
     f"reward of an episode has a standard deviation of about {np.mean([sd for _, sd in EXPECTED.values()]):.2f} "
     f"across episodes), so a correct agent fails a grading with a probability of about "
@@ -82,8 +90,9 @@ SUMMARY = (
 # ------------------------------------------------------------------ talking to the agent
 def new_agent(ctx, episodes, epsilon, alpha, initial, label):
     seed = int(ctx.secret_rng("agent-seed", *label).integers(2**31))
-    return expect_handle(ctx.sandbox.call("Agent", BANDITS, episodes, float(epsilon), float(alpha),
-                                          float(initial), seed), "Agent(...)")
+    return expect_handle(
+        ctx.sandbox.call("Agent", BANDITS, episodes, float(epsilon), float(alpha), float(initial), seed), "Agent(...)"
+    )
 
 
 def select(ctx, agent, episodes):
@@ -92,8 +101,9 @@ def select(ctx, agent, episodes):
 
 
 def estimates(ctx, agent, episodes):
-    return expect_array(ctx.sandbox.getattr(agent, "estimates"), "Agent.estimates",
-                        shape=(episodes, BANDITS), finite=False)
+    return expect_array(
+        ctx.sandbox.getattr(agent, "estimates"), "Agent.estimates", shape=(episodes, BANDITS), finite=False
+    )
 
 
 # ------------------------------------------------------------------ the update rule
@@ -114,12 +124,14 @@ def bugs(alpha):
     named = {
         "the count N(a) is incremented after the update (the n-th reward gets step 1/(n-1), "
         "the first one 1)": lambda n: 1 / np.maximum(n - 1, 1),
-        "the step size is 1/(N(a)+1): the initial estimate is counted as a sample, or N(a) starts at 1":
-            lambda n: 1 / (n + 1),
+        "the step size is 1/(N(a)+1): the initial estimate is counted as a sample, or N(a) starts at 1": lambda n: (
+            1 / (n + 1)
+        ),
         "the estimate is simply replaced by the last reward (step size 1)": np.ones_like,
         "the estimates never change (step size 0)": np.zeros_like,
-        "the estimate moves away from the reward (the sign of R - Q is flipped)":
-            (lambda n: -1 / n) if alpha == 0 else (lambda n: np.full_like(n, -alpha)),
+        "the estimate moves away from the reward (the sign of R - Q is flipped)": (lambda n: -1 / n)
+        if alpha == 0
+        else (lambda n: np.full_like(n, -alpha)),
     }
     if alpha:
         named["sample averaging (1/N) is used although alpha > 0"] = lambda n: 1 / n
@@ -142,24 +154,39 @@ def update_check(rule):
         expected = simulate(actions, rewards, initial, (lambda n: 1 / n) if alpha == 0 else (lambda n: alpha))
         where = f"{UPDATE} with {text} and initial estimates {initial:g}"
         if not np.all(np.isfinite(got)):
-            return Outcome(False, f"{where}: after {UPDATE_STEPS} updates the estimates contain NaN or infinity; "
-                                  "likely bug: dividing by a count N(a) that is still 0 (the count N(a) is "
-                                  "incremented after the update)", value="non-finite", threshold="finite")
+            return Outcome(
+                False,
+                f"{where}: after {UPDATE_STEPS} updates the estimates contain NaN or infinity; "
+                "likely bug: dividing by a count N(a) that is still 0 (the count N(a) is "
+                "incremented after the update)",
+                value="non-finite",
+                threshold="finite",
+            )
         error = float(np.max(np.abs(got - expected)))
         if error <= UPDATE_ATOL * max(1.0, float(np.max(np.abs(expected)))):
-            return Outcome(True, f"{where}: estimates match after {UPDATE_STEPS} updates", value=error,
-                           threshold=f"<= {sci(UPDATE_ATOL)}")
-        hint = likely_bug(got, {bug: (lambda step=step: simulate(actions, rewards, initial, step))
-                                for bug, step in bugs(alpha).items()})
+            return Outcome(
+                True,
+                f"{where}: estimates match after {UPDATE_STEPS} updates",
+                value=error,
+                threshold=f"<= {sci(UPDATE_ATOL)}",
+            )
+        hint = likely_bug(
+            got,
+            {bug: (lambda step=step: simulate(actions, rewards, initial, step)) for bug, step in bugs(alpha).items()},
+        )
         pulled = np.zeros((UPDATE_EPISODES, BANDITS), bool)
         pulled[np.arange(UPDATE_EPISODES)[None, :].repeat(UPDATE_STEPS, 0), actions] = True
         if hint is None and not np.allclose(got[~pulled], initial, atol=1e-6):
             hint = f"arms that were never pulled changed from their initial estimate {initial:g}"
         e, a = np.unravel_index(np.argmax(np.abs(got - expected)), got.shape)
-        return Outcome(False, f"{where}: after {UPDATE_STEPS} updates the estimate of arm {a} in episode {e} "
-                              f"is {got[e, a]:.4f}, expected {expected[e, a]:.4f}"
-                              + (f"; likely bug: {hint}" if hint else ""),
-                       value=error, threshold=f"<= {sci(UPDATE_ATOL)}")
+        return Outcome(
+            False,
+            f"{where}: after {UPDATE_STEPS} updates the estimate of arm {a} in episode {e} "
+            f"is {got[e, a]:.4f}, expected {expected[e, a]:.4f}" + (f"; likely bug: {hint}" if hint else ""),
+            value=error,
+            threshold=f"<= {sci(UPDATE_ATOL)}",
+        )
+
     return update
 
 
@@ -168,16 +195,28 @@ def agent_with_estimates(ctx, episodes, epsilon, label):
     """An agent whose estimates the grader set (random, one largest per episode), and its greedy
     arms; or an Outcome saying why that was not possible."""
     if "set_estimates" not in ctx.sandbox.names:
-        return None, None, Outcome(False, "set_estimates is missing: the grader interface at the end of "
-                                          "the template must stay in the file")
+        return (
+            None,
+            None,
+            Outcome(
+                False, "set_estimates is missing: the grader interface at the end of the template must stay in the file"
+            ),
+        )
     values = ctx.secret_rng("estimates", label).normal(0.0, 1.0, size=(episodes, BANDITS))
     agent = new_agent(ctx, episodes, epsilon, 0.0, 0.0, (label,))
     ctx.sandbox.call("set_estimates", agent, values)
     got = estimates(ctx, agent, episodes)
     if not np.allclose(got, values, rtol=1e-6, atol=1e-6):
-        return None, None, Outcome(False, "Agent.estimates does not hold the estimates set by set_estimates: "
-                                          "keep Q(a) in self.estimates [episodes, bandits] and the grader "
-                                          "interface as in the template")
+        return (
+            None,
+            None,
+            Outcome(
+                False,
+                "Agent.estimates does not hold the estimates set by set_estimates: "
+                "keep Q(a) in self.estimates [episodes, bandits] and the grader "
+                "interface as in the template",
+            ),
+        )
     return agent, np.argmax(got, axis=1), None
 
 
@@ -193,9 +232,13 @@ def check_greedy(ctx):
             hint = "; likely bug: it never picks the largest estimate (the smallest one?)"
         elif abs(wrong / total - (BANDITS - 1) / BANDITS) < 0.1:
             hint = "; likely bug: exploring with probability 1 - epsilon instead of epsilon"
-        return Outcome(False, f"{SELECT} with epsilon=0 must always pick the arm with the largest estimate; "
-                              f"it picked another arm {wrong} times in {total}{hint}",
-                       value=wrong, threshold="0 non-greedy")
+        return Outcome(
+            False,
+            f"{SELECT} with epsilon=0 must always pick the arm with the largest estimate; "
+            f"it picked another arm {wrong} times in {total}{hint}",
+            value=wrong,
+            threshold="0 non-greedy",
+        )
     return Outcome(True, f"{SELECT} with epsilon=0 always picks the greedy arm", value=0, threshold="0 non-greedy")
 
 
@@ -208,28 +251,45 @@ def check_exploration(ctx):
     fraction = np.count_nonzero(actions != greedy) / len(actions)
     threshold = f"{EXPLORE_P:.3f} ± {EXPLORE_TOLERANCE:.3f}"
     if abs(fraction - EXPLORE_P) > EXPLORE_TOLERANCE:
-        hint = likely_bug(fraction, {
-            "the random arm excludes the greedy one (epsilon-greedy draws uniformly from all arms)":
-                EXPLORE_EPSILON,
-            "exploring with probability 1 - epsilon instead of epsilon":
-                (1 - EXPLORE_EPSILON) * (BANDITS - 1) / BANDITS,
-            "it never explores": 0.0,
-        }, atol=EXPLORE_TOLERANCE, rtol=0)
-        return Outcome(False, f"{SELECT} with epsilon={EXPLORE_EPSILON:g} should pick a non-greedy arm in "
-                              f"{EXPLORE_P:.0%} of the steps (epsilon x {BANDITS - 1}/{BANDITS}), observed "
-                              f"{fraction:.1%}" + (f"; likely bug: {hint}" if hint else ""),
-                       value=fraction, threshold=threshold)
+        hint = likely_bug(
+            fraction,
+            {
+                "the random arm excludes the greedy one (epsilon-greedy draws uniformly from all arms)": EXPLORE_EPSILON,
+                "exploring with probability 1 - epsilon instead of epsilon": (1 - EXPLORE_EPSILON)
+                * (BANDITS - 1)
+                / BANDITS,
+                "it never explores": 0.0,
+            },
+            atol=EXPLORE_TOLERANCE,
+            rtol=0,
+        )
+        return Outcome(
+            False,
+            f"{SELECT} with epsilon={EXPLORE_EPSILON:g} should pick a non-greedy arm in "
+            f"{EXPLORE_P:.0%} of the steps (epsilon x {BANDITS - 1}/{BANDITS}), observed "
+            f"{fraction:.1%}" + (f"; likely bug: {hint}" if hint else ""),
+            value=fraction,
+            threshold=threshold,
+        )
     # Relative to the greedy arm, random arms must be uniform over the other 9.
     offsets = ((actions - greedy) % BANDITS)[actions != greedy]
     counts = np.bincount(offsets, minlength=BANDITS)[1:]
     expected = len(offsets) / (BANDITS - 1)
     chi2 = float(np.sum((counts - expected) ** 2 / expected))
     if chi2 > CHI2_MAX:
-        return Outcome(False, f"{SELECT}: the exploring actions are not uniform over the arms (chi-square "
-                              f"{chi2:.0f} with {BANDITS - 2} degrees of freedom)",
-                       value=chi2, threshold=f"chi2 <= {CHI2_MAX}")
-    return Outcome(True, f"{SELECT}: non-greedy arm in {fraction:.1%} of the steps, uniformly spread",
-                   value=fraction, threshold=threshold)
+        return Outcome(
+            False,
+            f"{SELECT}: the exploring actions are not uniform over the arms (chi-square "
+            f"{chi2:.0f} with {BANDITS - 2} degrees of freedom)",
+            value=chi2,
+            threshold=f"chi2 <= {CHI2_MAX}",
+        )
+    return Outcome(
+        True,
+        f"{SELECT}: non-greedy arm in {fraction:.1%} of the steps, uniformly spread",
+        value=fraction,
+        threshold=threshold,
+    )
 
 
 # ------------------------------------------------------------------ the testbed
@@ -250,9 +310,11 @@ def diagnosis(ctx):
     if failed:
         return "see the failed unit check(s): " + ", ".join(failed)
     if ctx.unit_functions() >= {SELECT, UPDATE}:
-        return (f"{SELECT} and {UPDATE} pass their unit checks, so the difference builds up over an "
-                "episode: check what carries over from step to step (each episode's estimates Q(a) and counts "
-                "N(a), the random generator) and that Agent(...) uses the epsilon, alpha and initial it is given")
+        return (
+            f"{SELECT} and {UPDATE} pass their unit checks, so the difference builds up over an "
+            "episode: check what carries over from step to step (each episode's estimates Q(a) and counts "
+            "N(a), the random generator) and that Agent(...) uses the epsilon, alpha and initial it is given"
+        )
     return f"check {SELECT} and {UPDATE} (their unit checks did not run)"
 
 
@@ -276,14 +338,18 @@ def check_testbed(epsilon, alpha, initial):
         passed = abs(mean - expected) <= tolerance
         message = f"mean reward {mean:.3f} over {EPISODES} episodes of {EPISODE_LENGTH} steps"
         if not passed:
-            message += (f", expected {expected:.3f} ± {tolerance:.3f}: "
-                        + ("lower" if mean < expected else "higher") + f" than the reference; {diagnosis(ctx)}")
+            message += (
+                f", expected {expected:.3f} ± {tolerance:.3f}: "
+                + ("lower" if mean < expected else "higher")
+                + f" than the reference; {diagnosis(ctx)}"
+            )
         details = {"average_reward_per_step": np.round(per_step, 4).tolist()}
         curves = ctx.shared.setdefault("average_reward", {})
         curves[config] = per_step
         if ctx.plots_dir:
             details["plot"] = plot_average_reward(ctx.plots_dir / f"{ctx.assignment.name}-average-reward.png", curves)
         return Outcome(passed, message, value=mean, threshold=f"{expected:.3f} ± {tolerance:.3f}", details=details)
+
     return run
 
 
@@ -291,13 +357,22 @@ def draw_average_reward(curves):
     """The figure of plot_average_reward."""
     fig, axes = figure(9, 4.8)
     for index, (config, curve) in enumerate(curves.items()):
-        axes.plot(np.arange(1, len(curve) + 1), curve, color=f"C{index}", lw=0.7,
-                  label=f"{describe(*config)}: mean {np.mean(curve):.3f}")
+        axes.plot(
+            np.arange(1, len(curve) + 1),
+            curve,
+            color=f"C{index}",
+            lw=0.7,
+            label=f"{describe(*config)}: mean {np.mean(curve):.3f}",
+        )
         if config in EXPECTED:
             axes.axhline(EXPECTED[config][0], color=f"C{index}", ls="--", lw=1)
     axes.plot([], [], color="gray", ls="--", lw=1, label="dashed: the reference's mean over all steps")
-    axes.set(xlabel="step", ylabel="average reward", xlim=(0, EPISODE_LENGTH),
-             title=f"{BANDITS}-armed testbed: average reward per step over {EPISODES} episodes")
+    axes.set(
+        xlabel="step",
+        ylabel="average reward",
+        xlim=(0, EPISODE_LENGTH),
+        title=f"{BANDITS}-armed testbed: average reward per step over {EPISODES} episodes",
+    )
     axes.legend(loc="lower right")
     axes.grid(alpha=0.3)
     return fig
@@ -316,18 +391,47 @@ ASSIGNMENT = Assignment(
     summary=SUMMARY,
     expected_time="about 3 seconds",
     checks=(
-        Check("update: sample averaging", functions=(UPDATE,), run=update_check("sample averaging"),
-              description="alpha=0: each estimate is the mean of its arm's rewards"),
-        Check("update: constant step size", functions=(UPDATE,), run=update_check("constant step size"),
-              description="alpha=0.25: Q <- Q + alpha (R - Q), starting from initial=1"),
-        Check("select: greedy", functions=(SELECT,), run=check_greedy, description="epsilon=0 picks the largest estimate"),
-        Check("select: epsilon exploration", functions=(SELECT,), run=check_exploration,
-              description="epsilon=0.2 picks a uniformly random arm 20% of the time"),
-        Check("testbed: epsilon 0.1, averaging", check_testbed(0.1, 0.0, 0.0), points=2, functions=BOTH,
-              description=describe(0.1, 0.0, 0.0)),
-        Check("testbed: epsilon 0, optimistic initial 1, alpha 0.15", check_testbed(0.0, 0.15, 1.0), points=2,
-              functions=BOTH, description=describe(0.0, 0.15, 1.0)),
-        Check("testbed: epsilon 0.1, alpha 0.15", check_testbed(0.1, 0.15, 0.0), points=2, functions=BOTH,
-              description=describe(0.1, 0.15, 0.0)),
+        Check(
+            "update: sample averaging",
+            functions=(UPDATE,),
+            run=update_check("sample averaging"),
+            description="alpha=0: each estimate is the mean of its arm's rewards",
+        ),
+        Check(
+            "update: constant step size",
+            functions=(UPDATE,),
+            run=update_check("constant step size"),
+            description="alpha=0.25: Q <- Q + alpha (R - Q), starting from initial=1",
+        ),
+        Check(
+            "select: greedy", functions=(SELECT,), run=check_greedy, description="epsilon=0 picks the largest estimate"
+        ),
+        Check(
+            "select: epsilon exploration",
+            functions=(SELECT,),
+            run=check_exploration,
+            description="epsilon=0.2 picks a uniformly random arm 20% of the time",
+        ),
+        Check(
+            "testbed: epsilon 0.1, averaging",
+            check_testbed(0.1, 0.0, 0.0),
+            points=2,
+            functions=BOTH,
+            description=describe(0.1, 0.0, 0.0),
+        ),
+        Check(
+            "testbed: epsilon 0, optimistic initial 1, alpha 0.15",
+            check_testbed(0.0, 0.15, 1.0),
+            points=2,
+            functions=BOTH,
+            description=describe(0.0, 0.15, 1.0),
+        ),
+        Check(
+            "testbed: epsilon 0.1, alpha 0.15",
+            check_testbed(0.1, 0.15, 0.0),
+            points=2,
+            functions=BOTH,
+            description=describe(0.1, 0.15, 0.0),
+        ),
     ),
 )

@@ -58,6 +58,7 @@ grader seeds 0..9, 30 trainings, 2026-11-29, 2 cores shared with other jobs, loa
 A full grading of the reference solution (with --plots) took 56 s.
 CPU time of one training (60 evaluations, in-process): median 2.8 s, max 3.8 s.
 """
+
 import hashlib
 import sys
 import time
@@ -75,13 +76,13 @@ from datasets.nas import load_table
 
 assert getattr(datasets, "COURSE_DATASETS", False), f"{datasets.__file__} is not the course's datasets package"
 
-BUDGET = 60             # evaluations (sampled architectures) per training
-CHUNK = 20              # evaluations per call of train(): the greedy architecture is measured in between
-TOP_PERCENT = 40        # the greedy architecture must rank in the table's top TOP_PERCENT% ...
+BUDGET = 60  # evaluations (sampled architectures) per training
+CHUNK = 20  # evaluations per call of train(): the greedy architecture is measured in between
+TOP_PERCENT = 40  # the greedy architecture must rank in the table's top TOP_PERCENT% ...
 TRAININGS, REQUIRED = 3, 2  # ... in REQUIRED of at most TRAININGS trainings
-NOISE = 0.005           # sd of the Gaussian noise added to a served development accuracy
+NOISE = 0.005  # sd of the Gaussian noise added to a served development accuracy
 LIMITS = Limits(time=60, train_time=180, start_time=120, memory_mb=3072, threads=2)
-SPACE_SIZE = 81         # architectures in the table (prepare checks it)
+SPACE_SIZE = 81  # architectures in the table (prepare checks it)
 TOP_RANK = int(np.ceil(TOP_PERCENT / 100 * SPACE_SIZE))
 
 
@@ -97,7 +98,9 @@ def table():
     if not _TABLE:
         loaded = load_table()
         if len(loaded.choices) != SPACE_SIZE:
-            raise RuntimeError(f"the NAS table has {len(loaded.choices)} architectures, the grader expects {SPACE_SIZE}")
+            raise RuntimeError(
+                f"the NAS table has {len(loaded.choices)} architectures, the grader expects {SPACE_SIZE}"
+            )
         _TABLE.append(loaded)
     return _TABLE[0]
 
@@ -163,8 +166,14 @@ class ServedEvaluations:
 
     def evaluate(self, architectures):
         t = table()
-        architectures = expect_array(architectures, "the architectures given to evaluations.evaluate", kind="i",
-                                     shape=(None, t.num_decisions), low=0, high=t.num_choices - 1)
+        architectures = expect_array(
+            architectures,
+            "the architectures given to evaluations.evaluate",
+            kind="i",
+            shape=(None, t.num_decisions),
+            low=0,
+            high=t.num_choices - 1,
+        )
         n = len(architectures)
         if not 1 <= n <= self.MAX_BATCH:
             raise SubmissionError("invalid", f"evaluations.evaluate needs 1..{self.MAX_BATCH} architectures, got {n}")
@@ -190,16 +199,24 @@ class ControllerWeights:
     def __init__(self, weights, num_decisions, num_choices):
         shapes = [np.shape(w) for w in weights]
         vocabulary = 1 + num_decisions * num_choices
-        ok = (len(weights) == 6 and len(shapes[0]) == 2 and shapes[0][0] == vocabulary)
+        ok = len(weights) == 6 and len(shapes[0]) == 2 and shapes[0][0] == vocabulary
         if ok:
             embedding, units = shapes[0][1], shapes[2][0] if len(shapes[2]) == 2 else -1
-            ok = shapes[1:] == [(embedding, 4 * units), (units, 4 * units), (4 * units,), (units, num_choices),
-                                (num_choices,)]
+            ok = shapes[1:] == [
+                (embedding, 4 * units),
+                (units, 4 * units),
+                (4 * units,),
+                (units, num_choices),
+                (num_choices,),
+            ]
         if not ok:
-            raise SubmissionError("invalid", f"the controller's weights have the shapes {shapes}: the grader measures "
-                                             "the controller of the template (Embedding of the "
-                                             f"{vocabulary} tokens, one LSTM with return_sequences, Dense of "
-                                             f"{num_choices} logits), whose weights are these six arrays")
+            raise SubmissionError(
+                "invalid",
+                f"the controller's weights have the shapes {shapes}: the grader measures "
+                "the controller of the template (Embedding of the "
+                f"{vocabulary} tokens, one LSTM with return_sequences, Dense of "
+                f"{num_choices} logits), whose weights are these six arrays",
+            )
         self.weights = [np.asarray(w, np.float64) for w in weights]
         self.embedding, self.kernel, self.recurrent, self.bias, self.dense, self.dense_bias = self.weights
         self.num_decisions, self.num_choices = num_decisions, num_choices
@@ -210,7 +227,7 @@ class ControllerWeights:
         h, c, out = np.zeros((n, units)), np.zeros((n, units)), []
         for t in range(tokens.shape[1]):
             z = self.embedding[tokens[:, t]] @ self.kernel + h @ self.recurrent + self.bias
-            i, f, g, o = (z[:, k * units:(k + 1) * units] for k in range(4))
+            i, f, g, o = (z[:, k * units : (k + 1) * units] for k in range(4))
             c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
             h = sigmoid(o) * np.tanh(c)
             out.append(h @ self.dense + self.dense_bias)
@@ -258,14 +275,19 @@ def controller_argv(seed, evaluations=BUDGET):
 def new_controller(ctx, seed, evaluations=BUDGET):
     t = table()
     args = expect_handle(ctx.sandbox.call("parse_args", controller_argv(seed, evaluations)), "parse_args(argv)")
-    return args, expect_handle(ctx.sandbox.call("Controller", t.num_decisions, t.num_choices, args),
-                               f"Controller({t.num_decisions}, {t.num_choices}, args)")
+    return args, expect_handle(
+        ctx.sandbox.call("Controller", t.num_decisions, t.num_choices, args),
+        f"Controller({t.num_decisions}, {t.num_choices}, args)",
+    )
 
 
 def child_logits(ctx, controller, tokens):
     t = table()
-    return expect_array(ctx.sandbox.call("logits", controller, tokens.astype(np.int32)), "Controller.logits",
-                        shape=(len(tokens), t.num_decisions, t.num_choices)).astype(np.float64)
+    return expect_array(
+        ctx.sandbox.call("logits", controller, tokens.astype(np.int32)),
+        "Controller.logits",
+        shape=(len(tokens), t.num_decisions, t.num_choices),
+    ).astype(np.float64)
 
 
 def exported_weights(ctx, controller):
@@ -273,8 +295,14 @@ def exported_weights(ctx, controller):
     grader's own model of them, checked against the child's logits on secret probes."""
     t = table()
     answer = ctx.sandbox.call("exported", controller, phase="exporting the controller")
-    if not (isinstance(answer, list) and len(answer) == 2 and isinstance(answer[0], str)
-            and isinstance(answer[1], list) and len(answer[0]) <= 1 << 18 and len(answer[1]) <= 64):
+    if not (
+        isinstance(answer, list)
+        and len(answer) == 2
+        and isinstance(answer[0], str)
+        and isinstance(answer[1], list)
+        and len(answer[0]) <= 1 << 18
+        and len(answer[1]) <= 64
+    ):
         raise SubmissionError("invalid", "exported(controller) must give [model.to_json(), model.get_weights()]")
     weights = []
     for i, w in enumerate(answer[1]):
@@ -289,11 +317,14 @@ def exported_weights(ctx, controller):
     expected, got = model.logits(probes), child_logits(ctx, controller, probes)
     error = float(np.max(np.abs(expected - got)) / (1 + np.max(np.abs(got))))
     if error > 1e-3:
-        raise SubmissionError("invalid", "the controller's logits, recomputed by the grader from its exported weights "
-                                         f"(Embedding, LSTM, Dense as in the template), differ from Controller.logits by "
-                                         f"up to {error:.3g} (relative) on secret inputs: the grader measures the "
-                                         "model of the template, so keep Controller.model and Controller.logits as "
-                                         "given")
+        raise SubmissionError(
+            "invalid",
+            "the controller's logits, recomputed by the grader from its exported weights "
+            f"(Embedding, LSTM, Dense as in the template), differ from Controller.logits by "
+            f"up to {error:.3g} (relative) on secret inputs: the grader measures the "
+            "model of the template, so keep Controller.model and Controller.logits as "
+            "given",
+        )
     return model
 
 
@@ -304,9 +335,14 @@ def sharpened(ctx, controller, seed):
     shapes = [w.shape for w in exported_weights(ctx, controller).weights]
     rng = ctx.rng("sharpen", seed)
     embedding, units = shapes[0][1], shapes[2][0]
-    weights = [rng.normal(0, 1, shapes[0]), rng.normal(0, 1.5 / np.sqrt(embedding), shapes[1]),
-               rng.normal(0, 1 / np.sqrt(units), shapes[2]), np.zeros(shapes[3]),
-               rng.normal(0, 4 / np.sqrt(units), shapes[4]), rng.normal(0, 1, shapes[5])]
+    weights = [
+        rng.normal(0, 1, shapes[0]),
+        rng.normal(0, 1.5 / np.sqrt(embedding), shapes[1]),
+        rng.normal(0, 1 / np.sqrt(units), shapes[2]),
+        np.zeros(shapes[3]),
+        rng.normal(0, 4 / np.sqrt(units), shapes[4]),
+        rng.normal(0, 1, shapes[5]),
+    ]
     weights = [w.astype(np.float32) for w in weights]
     ctx.sandbox.call("set_weights", controller, weights)
     return exported_weights(ctx, controller)
@@ -325,29 +361,45 @@ def check_policy_loss(ctx):
     log_probs = -rng.uniform(1, 6, size=8).astype(np.float32)
     returns = rng.uniform(0.55, 0.85, size=8).astype(np.float32)
     baseline = np.float32(0.7)
-    value, (grad, into_baseline) = ctx.sandbox.grad("policy_loss", [log_probs, returns, np.array(baseline)],
-                                                    wrt=[0, 2])
+    value, (grad, into_baseline) = ctx.sandbox.grad("policy_loss", [log_probs, returns, np.array(baseline)], wrt=[0, 2])
     expect_array(value, "policy_loss", shape=())
     grad = expect_array(grad, "the gradient of policy_loss with respect to log_probs", shape=(8,))
-    into_baseline = float(expect_array(into_baseline, "the gradient of policy_loss with respect to the baseline",
-                                       shape=()))
+    into_baseline = float(
+        expect_array(into_baseline, "the gradient of policy_loss with respect to the baseline", shape=())
+    )
     threshold = ">= 0.999"
     if abs(into_baseline) > 1e-6:
-        return Outcome(False, f"the policy loss has a gradient with respect to the baseline ({into_baseline:.3g}); "
-                              "likely bug: the baseline is differentiated; it is a constant for the loss "
-                              "(tf.stop_gradient)", value=into_baseline, threshold="0")
+        return Outcome(
+            False,
+            f"the policy loss has a gradient with respect to the baseline ({into_baseline:.3g}); "
+            "likely bug: the baseline is differentiated; it is a constant for the loss "
+            "(tf.stop_gradient)",
+            value=into_baseline,
+            threshold="0",
+        )
     cosine = cosine_of(grad, -(returns - baseline))
     if cosine >= 0.999:
-        return Outcome(True, f"d policy_loss / d log pi is proportional to -(R - b) (cosine {cosine:.4f}), and the "
-                             "baseline gets no gradient", value=cosine, threshold=threshold)
-    bugs = {"sign error: minimising this loss makes architectures with returns above the baseline LESS likely":
-            returns - baseline,
-            "the baseline is added to the returns instead of subtracted": -(returns + baseline),
-            "the baseline is not subtracted from the returns": -returns}
+        return Outcome(
+            True,
+            f"d policy_loss / d log pi is proportional to -(R - b) (cosine {cosine:.4f}), and the "
+            "baseline gets no gradient",
+            value=cosine,
+            threshold=threshold,
+        )
+    bugs = {
+        "sign error: minimising this loss makes architectures with returns above the baseline LESS likely": returns
+        - baseline,
+        "the baseline is added to the returns instead of subtracted": -(returns + baseline),
+        "the baseline is not subtracted from the returns": -returns,
+    }
     bug = next((name for name, g in bugs.items() if cosine_of(grad, g) >= 0.999), None)
     hint = f"likely bug: {bug}" if bug else "the loss is - mean (R - b) log pi(a; theta)"
-    return Outcome(False, f"d policy_loss / d log pi has a cosine of {cosine:.3f} with -(R - b); {hint}",
-                   value=cosine, threshold=threshold)
+    return Outcome(
+        False,
+        f"d policy_loss / d log pi has a cosine of {cosine:.3f} with -(R - b); {hint}",
+        value=cosine,
+        threshold=threshold,
+    )
 
 
 def check_update_baseline(ctx):
@@ -364,25 +416,45 @@ def check_update_baseline(ctx):
         if isinstance(got, bool) or not isinstance(got, (int, float)) or not np.isfinite(got):
             raise SubmissionError("invalid", f"update_baseline returned {type(got).__name__}, expected a float")
         return float(got)
+
     got = ask(baseline)
     threshold = f"{expected:.4f}"
     if abs(got - expected) > 1e-5:
-        bug = likely_bug(got, {
-            "the baseline is never updated (it returns the old baseline)": baseline,
-            "the baseline is replaced by the batch's mean return, not averaged": mean,
-            "decay and 1 - decay are swapped: the new returns get weight decay": (1 - decay) * baseline + decay * mean,
-            "the returns are added to the baseline, not averaged": baseline + mean,
-        }, atol=1e-5)
-        return Outcome(False, f"update_baseline({baseline}, returns with mean {mean:.4f}, decay={decay}) gave "
-                              f"{got:.4f}, expected decay * b + (1 - decay) * mean(R) = {expected:.4f}"
-                              + (f"; likely bug: {bug}" if bug else ""), value=got, threshold=threshold)
+        bug = likely_bug(
+            got,
+            {
+                "the baseline is never updated (it returns the old baseline)": baseline,
+                "the baseline is replaced by the batch's mean return, not averaged": mean,
+                "decay and 1 - decay are swapped: the new returns get weight decay": (1 - decay) * baseline
+                + decay * mean,
+                "the returns are added to the baseline, not averaged": baseline + mean,
+            },
+            atol=1e-5,
+        )
+        return Outcome(
+            False,
+            f"update_baseline({baseline}, returns with mean {mean:.4f}, decay={decay}) gave "
+            f"{got:.4f}, expected decay * b + (1 - decay) * mean(R) = {expected:.4f}"
+            + (f"; likely bug: {bug}" if bug else ""),
+            value=got,
+            threshold=threshold,
+        )
     first = ask(None)
     if abs(first - mean) > 1e-5:
-        return Outcome(False, f"update_baseline(None, returns, decay) gave {first:.4f}: before any return the "
-                              f"baseline starts at the first batch's mean return, {mean:.4f}", value=first,
-                       threshold=f"{mean:.4f}")
-    return Outcome(True, f"update_baseline is the exponential moving average of the returns ({got:.4f}), started "
-                         "by the first batch's mean", value=got, threshold=threshold)
+        return Outcome(
+            False,
+            f"update_baseline(None, returns, decay) gave {first:.4f}: before any return the "
+            f"baseline starts at the first batch's mean return, {mean:.4f}",
+            value=first,
+            threshold=f"{mean:.4f}",
+        )
+    return Outcome(
+        True,
+        f"update_baseline is the exponential moving average of the returns ({got:.4f}), started "
+        "by the first batch's mean",
+        value=got,
+        threshold=threshold,
+    )
 
 
 def check_log_probability(ctx):
@@ -390,35 +462,58 @@ def check_log_probability(ctx):
     _, controller = new_controller(ctx, 11)
     model = sharpened(ctx, controller, 11)
     choices = ctx.rng("log-probability").integers(t.num_choices, size=(16, t.num_decisions))
-    got = expect_array(ctx.sandbox.call("log_probability", controller, choices.astype(np.int32)),
-                       "Controller.log_probability", shape=(16,)).astype(np.float64)
+    got = expect_array(
+        ctx.sandbox.call("log_probability", controller, choices.astype(np.int32)),
+        "Controller.log_probability",
+        shape=(16,),
+    ).astype(np.float64)
     rows, steps = np.arange(16)[:, None], np.arange(t.num_decisions)[None, :]
 
     def summed(tokens, picked, reduce=np.sum, transform=log_softmax):
         return reduce(transform(model.logits(tokens))[rows, steps, picked], axis=1)
+
     tokens = tokens_of(choices, t.num_choices)
     expected = summed(tokens, choices)
     error = float(np.max(np.abs(got - expected)))
     threshold = "<= 1e-3"
     if error <= 1e-3 * (1 + np.abs(expected).max()):
-        return Outcome(True, f"log pi(a; theta) of 16 architectures is the sum over the steps of log pi(a_t | a_<t) "
-                             f"(largest error {error:.2g})", value=error, threshold=threshold)
+        return Outcome(
+            True,
+            f"log pi(a; theta) of 16 architectures is the sum over the steps of log pi(a_t | a_<t) "
+            f"(largest error {error:.2g})",
+            value=error,
+            threshold=threshold,
+        )
     shifted = np.roll(choices, 1, axis=1)
-    bug = likely_bug(got, {
-        "the log-probability of the wrong decision: step t's distribution is paired with the choice of step t-1":
-            lambda: summed(tokens, shifted),
-        "the log-probability of the wrong decision: step t's distribution is paired with the choice of step t+1":
-            lambda: summed(tokens, np.roll(choices, -1, axis=1)),
-        "the decisions made are not fed back: every step's input must be the previous step's decision "
-        "(Controller.tokens)": lambda: summed(np.zeros_like(tokens), choices),
-        "the mean over the steps instead of the sum": lambda: summed(tokens, choices, np.mean),
-        "the logits are not normalised (log_softmax missing)": lambda: summed(tokens, choices, transform=lambda x: x),
-        "probabilities summed instead of log-probabilities": lambda: summed(tokens, choices, transform=softmax),
-        "the log-probability of the most probable choices, not of the choices made":
-            lambda: summed(tokens, np.argmax(model.logits(tokens), axis=2)),
-    }, atol=1e-3)
-    return Outcome(False, f"Controller.log_probability differs from sum_t log pi(a_t | a_<t) by up to {error:.3g}"
-                          + (f"; likely bug: {bug}" if bug else ""), value=error, threshold=threshold)
+    bug = likely_bug(
+        got,
+        {
+            "the log-probability of the wrong decision: step t's distribution is paired with the choice of step t-1": lambda: (
+                summed(tokens, shifted)
+            ),
+            "the log-probability of the wrong decision: step t's distribution is paired with the choice of step t+1": lambda: (
+                summed(tokens, np.roll(choices, -1, axis=1))
+            ),
+            "the decisions made are not fed back: every step's input must be the previous step's decision "
+            "(Controller.tokens)": lambda: summed(np.zeros_like(tokens), choices),
+            "the mean over the steps instead of the sum": lambda: summed(tokens, choices, np.mean),
+            "the logits are not normalised (log_softmax missing)": lambda: summed(
+                tokens, choices, transform=lambda x: x
+            ),
+            "probabilities summed instead of log-probabilities": lambda: summed(tokens, choices, transform=softmax),
+            "the log-probability of the most probable choices, not of the choices made": lambda: summed(
+                tokens, np.argmax(model.logits(tokens), axis=2)
+            ),
+        },
+        atol=1e-3,
+    )
+    return Outcome(
+        False,
+        f"Controller.log_probability differs from sum_t log pi(a_t | a_<t) by up to {error:.3g}"
+        + (f"; likely bug: {bug}" if bug else ""),
+        value=error,
+        threshold=threshold,
+    )
 
 
 SAMPLES = 3000
@@ -435,8 +530,15 @@ def check_sample(ctx):
     seed = int(ctx.rng("sample").integers(2**31))
 
     def sample():
-        return expect_array(ctx.sandbox.call("sample_with_seed", controller, SAMPLES, seed), "Controller.sample",
-                            kind="i", shape=(SAMPLES, t.num_decisions), low=0, high=t.num_choices - 1).astype(np.int64)
+        return expect_array(
+            ctx.sandbox.call("sample_with_seed", controller, SAMPLES, seed),
+            "Controller.sample",
+            kind="i",
+            shape=(SAMPLES, t.num_decisions),
+            low=0,
+            high=t.num_choices - 1,
+        ).astype(np.int64)
+
     choices = sample()
     threshold = "<= 5 standard errors"
 
@@ -446,6 +548,7 @@ def check_sample(ctx):
         expected = probs.sum(axis=0)
         sd = np.sqrt((probs * (1 - probs)).sum(axis=0)) + 1e-9
         return float(np.max(np.abs(counts - expected) / sd))
+
     worst = deviation(tokens_of(choices, t.num_choices))
     if worst > 5:
         greedy = np.argmax(model.logits(tokens_of(choices, t.num_choices)), axis=2)
@@ -454,19 +557,34 @@ def check_sample(ctx):
         elif len(np.unique(choices, axis=0)) == 1:
             hint = "every sample is the same architecture: draw new random numbers for every sample and step"
         elif deviation(np.zeros_like(choices)) <= 5:
-            hint = ("the decisions made are not fed back: the input of step t must be the choice made at step t-1 "
-                    "(Controller.tokens of the choices made so far)")
+            hint = (
+                "the decisions made are not fed back: the input of step t must be the choice made at step t-1 "
+                "(Controller.tokens of the choices made so far)"
+            )
         else:
             hint = "the frequencies do not follow the controller's distributions pi(a_t | a_<t)"
-        return Outcome(False, f"Controller.sample: {SAMPLES} architectures, a choice's count deviates by {worst:.1f} "
-                              f"standard errors from the controller's probabilities; {hint}", value=worst,
-                       threshold=threshold)
+        return Outcome(
+            False,
+            f"Controller.sample: {SAMPLES} architectures, a choice's count deviates by {worst:.1f} "
+            f"standard errors from the controller's probabilities; {hint}",
+            value=worst,
+            threshold=threshold,
+        )
     if not np.array_equal(sample(), choices):
-        return Outcome(False, "Controller.sample gave other architectures for a generator with the same seed: take "
-                              "every random number from the generator `rng` it is given", value=worst,
-                       threshold="same seed, same architectures")
-    return Outcome(True, f"Controller.sample: {SAMPLES} architectures follow pi(a_t | a_<t) step by step (largest "
-                         f"deviation {worst:.1f} standard errors) and are reproducible", value=worst, threshold=threshold)
+        return Outcome(
+            False,
+            "Controller.sample gave other architectures for a generator with the same seed: take "
+            "every random number from the generator `rng` it is given",
+            value=worst,
+            threshold="same seed, same architectures",
+        )
+    return Outcome(
+        True,
+        f"Controller.sample: {SAMPLES} architectures follow pi(a_t | a_<t) step by step (largest "
+        f"deviation {worst:.1f} standard errors) and are reproducible",
+        value=worst,
+        threshold=threshold,
+    )
 
 
 def check_greedy(ctx):
@@ -478,22 +596,47 @@ def check_greedy(ctx):
         _, controller = new_controller(ctx, 20 + k)
         model = sharpened(ctx, controller, 20 + k)
         expected, _ = model.greedy()
-        answers = [expect_array(ctx.sandbox.call(controller.method("greedy")), "Controller.greedy", kind="i",
-                                shape=(t.num_decisions,), low=0, high=t.num_choices - 1) for _ in range(4)]
+        answers = [
+            expect_array(
+                ctx.sandbox.call(controller.method("greedy")),
+                "Controller.greedy",
+                kind="i",
+                shape=(t.num_decisions,),
+                low=0,
+                high=t.num_choices - 1,
+            )
+            for _ in range(4)
+        ]
         if any(not np.array_equal(a, answers[0]) for a in answers):
-            return Outcome(False, f"Controller.greedy gave {len({tuple(a) for a in answers})} different architectures "
-                                  "in 4 calls: the greedy architecture takes the most probable choice at each step, "
-                                  "it does not sample", value=0, threshold="the most probable choices")
+            return Outcome(
+                False,
+                f"Controller.greedy gave {len({tuple(a) for a in answers})} different architectures "
+                "in 4 calls: the greedy architecture takes the most probable choice at each step, "
+                "it does not sample",
+                value=0,
+                threshold="the most probable choices",
+            )
         got = answers[0]
         if not np.array_equal(got, expected):
             independent = np.argmax(model.logits(np.zeros((1, t.num_decisions), np.int64))[0], axis=1)
-            hint = ("the decisions made are not fed back: the input of step t must be the choice made at step t-1"
-                    if np.array_equal(got, independent) else
-                    "at every step take the most probable choice given the choices made before it")
-            return Outcome(False, f"Controller.greedy gave {got.tolist()}, the most probable choices step by step are "
-                                  f"{expected.tolist()}; {hint}", value=k, threshold="the most probable choices")
-    return Outcome(True, "Controller.greedy decodes the most probable choice at every step, fed back (3 controllers)",
-                   value=3, threshold="the most probable choices")
+            hint = (
+                "the decisions made are not fed back: the input of step t must be the choice made at step t-1"
+                if np.array_equal(got, independent)
+                else "at every step take the most probable choice given the choices made before it"
+            )
+            return Outcome(
+                False,
+                f"Controller.greedy gave {got.tolist()}, the most probable choices step by step are "
+                f"{expected.tolist()}; {hint}",
+                value=k,
+                threshold="the most probable choices",
+            )
+    return Outcome(
+        True,
+        "Controller.greedy decodes the most probable choice at every step, fed back (3 controllers)",
+        value=3,
+        threshold="the most probable choices",
+    )
 
 
 TRAIN_BATCH = 16
@@ -532,35 +675,65 @@ def check_controller_train(ctx):
         if decay is not None:
             expected = decay * baseline + (1 - decay) * mean
             if not isinstance(after_baseline, (int, float, np.ndarray)) or np.size(after_baseline) != 1:
-                return Outcome(False, f"after Controller.train, controller.baseline is {type(after_baseline).__name__}, "
-                                      "expected a float", threshold=f"{expected:.4f}")
+                return Outcome(
+                    False,
+                    f"after Controller.train, controller.baseline is {type(after_baseline).__name__}, expected a float",
+                    threshold=f"{expected:.4f}",
+                )
             got = float(np.asarray(after_baseline).reshape(()))
             if abs(got - expected) > 1e-4:
-                bug = likely_bug(got, {"the baseline is never updated in Controller.train": baseline,
-                                       "the baseline is replaced by the batch's mean return": mean}, atol=1e-4)
-                return Outcome(False, f"after one Controller.train step from the baseline {baseline} (batch mean "
-                                      f"return {mean:.4f}, decay {decay}) controller.baseline is {got:.4f}, expected "
-                                      f"{expected:.4f}" + (f"; likely bug: {bug}" if bug else
-                                                           "; update it with update_baseline after the step"),
-                               value=got, threshold=f"{expected:.4f}")
+                bug = likely_bug(
+                    got,
+                    {
+                        "the baseline is never updated in Controller.train": baseline,
+                        "the baseline is replaced by the batch's mean return": mean,
+                    },
+                    atol=1e-4,
+                )
+                return Outcome(
+                    False,
+                    f"after one Controller.train step from the baseline {baseline} (batch mean "
+                    f"return {mean:.4f}, decay {decay}) controller.baseline is {got:.4f}, expected "
+                    f"{expected:.4f}"
+                    + (f"; likely bug: {bug}" if bug else "; update it with update_baseline after the step"),
+                    value=got,
+                    threshold=f"{expected:.4f}",
+                )
         change = log_pi(exported_weights(ctx, controller), choices) - before
         largest = max(largest, float(np.abs(change).max()))
         cosines.append(cosine_of(change, returns - baseline))
     cosine, threshold = float(np.mean(cosines)), f">= {ALIGNMENT}"
     if largest == 0:
-        return Outcome(False, "one Controller.train step did not change the controller's distributions: apply the "
-                              "gradient of the loss to the model's trainable variables with the optimizer",
-                       value=cosine, threshold=threshold)
+        return Outcome(
+            False,
+            "one Controller.train step did not change the controller's distributions: apply the "
+            "gradient of the loss to the model's trainable variables with the optimizer",
+            value=cosine,
+            threshold=threshold,
+        )
     if cosine >= ALIGNMENT:
-        return Outcome(True, f"one Controller.train step moves log pi(a; theta) along R - b (mean cosine {cosine:.2f} "
-                             f"over {CONTROLLERS} batches) and updates the baseline", value=cosine, threshold=threshold)
-    hint = ("they moved AGAINST R - b: gradient ascent instead of descent, or a sign error" if cosine < -ALIGNMENT
-            else "they barely follow R - b: is the loss computed with the baseline (controller.baseline) on the "
-                 "batch's choices and returns?")
+        return Outcome(
+            True,
+            f"one Controller.train step moves log pi(a; theta) along R - b (mean cosine {cosine:.2f} "
+            f"over {CONTROLLERS} batches) and updates the baseline",
+            value=cosine,
+            threshold=threshold,
+        )
+    hint = (
+        "they moved AGAINST R - b: gradient ascent instead of descent, or a sign error"
+        if cosine < -ALIGNMENT
+        else "they barely follow R - b: is the loss computed with the baseline (controller.baseline) on the "
+        "batch's choices and returns?"
+    )
     if ctx.failed_units("policy_loss"):
         hint += " (policy_loss failed its own check: fix that first)"
-    return Outcome(False, f"one Controller.train step with the baseline {0.75}: the change of log pi(a; theta) has a "
-                          f"mean cosine of {cosine:.2f} with R - b; {hint}", value=cosine, threshold=threshold)
+    return Outcome(
+        False,
+        f"one Controller.train step with the baseline {0.75}: the change of log pi(a; theta) has a "
+        f"mean cosine of {cosine:.2f} with R - b; {hint}",
+        value=cosine,
+        threshold=threshold,
+    )
 
 
 LOOP_BUDGET = 12
@@ -583,33 +756,56 @@ def check_train_loop(ctx):
             raise
     threshold = f"{LOOP_BUDGET} evaluations, each batch trained on"
     if len(served.served) < LOOP_BUDGET:
-        return Outcome(False, f"train() with --evaluations {LOOP_BUDGET} evaluated {len(served.served)} architectures: "
-                              "it must use the whole budget", value=len(served.served), threshold=threshold)
+        return Outcome(
+            False,
+            f"train() with --evaluations {LOOP_BUDGET} evaluated {len(served.served)} architectures: "
+            "it must use the whole budget",
+            value=len(served.served),
+            threshold=threshold,
+        )
     architectures = np.concatenate([a for a, _ in served.batches])
     distinct = len({tuple(a) for a in architectures})
     if distinct <= LOOP_BUDGET // 3:  # a fresh controller is nearly uniform over the 81: samples rarely repeat
-        return Outcome(False, f"train() evaluated only {distinct} different architectures in {LOOP_BUDGET} "
-                              "evaluations with a fresh controller: the architectures evaluated must be sampled from "
-                              "the controller (Controller.sample), not its greedy one", value=distinct,
-                       threshold=threshold)
+        return Outcome(
+            False,
+            f"train() evaluated only {distinct} different architectures in {LOOP_BUDGET} "
+            "evaluations with a fresh controller: the architectures evaluated must be sampled from "
+            "the controller (Controller.sample), not its greedy one",
+            value=distinct,
+            threshold=threshold,
+        )
     if isinstance(decay, (int, float)):
         expected = None
         for _, returns in served.batches:
             mean = float(np.mean(returns))
             expected = mean if expected is None else decay * expected + (1 - decay) * mean
         got = ctx.sandbox.getattr(controller, "baseline")
-        got = float(np.asarray(got).reshape(())) if isinstance(got, (int, float, np.ndarray)) and np.size(got) == 1 \
+        got = (
+            float(np.asarray(got).reshape(()))
+            if isinstance(got, (int, float, np.ndarray)) and np.size(got) == 1
             else None
+        )
         if got is None or abs(got - expected) > 1e-4:
-            hint = ("call controller.train once on each batch evaluated, with the returns evaluations.evaluate gave"
-                    + (" (Controller.train failed its own check: fix that first)"
-                       if ctx.failed_units("Controller.train") else ""))
-            return Outcome(False, f"after train() served {len(served.batches)} batches, controller.baseline is "
-                                  f"{got if got is None else round(got, 4)}; training once on each batch with its "
-                                  f"returns gives {expected:.4f}; {hint}", value=got, threshold=threshold)
-    return Outcome(True, f"train() used the {LOOP_BUDGET} evaluations on sampled architectures, in "
-                         f"{len(served.batches)} batches, and trained the controller on each batch's returns",
-                   value=LOOP_BUDGET, threshold=threshold)
+            hint = "call controller.train once on each batch evaluated, with the returns evaluations.evaluate gave" + (
+                " (Controller.train failed its own check: fix that first)"
+                if ctx.failed_units("Controller.train")
+                else ""
+            )
+            return Outcome(
+                False,
+                f"after train() served {len(served.batches)} batches, controller.baseline is "
+                f"{got if got is None else round(got, 4)}; training once on each batch with its "
+                f"returns gives {expected:.4f}; {hint}",
+                value=got,
+                threshold=threshold,
+            )
+    return Outcome(
+        True,
+        f"train() used the {LOOP_BUDGET} evaluations on sampled architectures, in "
+        f"{len(served.batches)} batches, and trained the controller on each batch's returns",
+        value=LOOP_BUDGET,
+        threshold=threshold,
+    )
 
 
 # ------------------------------------------------------------------ the search
@@ -639,12 +835,20 @@ def search_once(ctx, index):
     all_ranks, started, result = ranks(), time.monotonic(), {"index": index, "seed": seed}
     greedy_ranks, failure = [], None
     for chunk in range(BUDGET // CHUNK):
-        chunk_args = expect_handle(ctx.sandbox.call("parse_args", controller_argv(seed + 100_000 * chunk, CHUNK)),
-                                   "parse_args(argv)")
+        chunk_args = expect_handle(
+            ctx.sandbox.call("parse_args", controller_argv(seed + 100_000 * chunk, CHUNK)), "parse_args(argv)"
+        )
         service = served.service()
         try:
-            ctx.sandbox.call("train", controller, service, chunk_args, phase="training",
-                             timeout=max(1.0, deadline - time.monotonic()) + 60, services=[service])
+            ctx.sandbox.call(
+                "train",
+                controller,
+                service,
+                chunk_args,
+                phase="training",
+                timeout=max(1.0, deadline - time.monotonic()) + 60,
+                services=[service],
+            )
         except SubmissionError as error:
             if error.kind in ("todo", "syntax", "import"):
                 raise
@@ -660,21 +864,36 @@ def search_once(ctx, index):
     train_s = time.monotonic() - started
     if failure is not None:
         ctx.close()
-        return dict(result, passed=False, rank=None, evaluations=len(served.served), error=failure.kind,
-                    returns=served.returns, message=f"training {index} (seed {seed}) failed after "
-                                                    f"{len(served.served)} evaluations: {failure.message}")
+        return dict(
+            result,
+            passed=False,
+            rank=None,
+            evaluations=len(served.served),
+            error=failure.kind,
+            returns=served.returns,
+            message=f"training {index} (seed {seed}) failed after {len(served.served)} evaluations: {failure.message}",
+        )
     architecture = relabelling.to_table(greedy[None])[0]
     rank = greedy_ranks[-1][1]
     row = t.index(architecture)
     passed = rank <= top_rank()
-    message = (f"training {index} (seed {seed}): {len(served.served)} evaluations in {train_s:.0f} s"
-               f"{'; ' + served.stop_reason if served.stop_reason and 'budget' not in served.stop_reason else ''}, "
-               f"greedy architecture ranks {rank} of {len(t.choices)}{'' if passed else f' > {top_rank()}'} "
-               f"(mean development accuracy {t.dev_accuracy[row].mean():.4f})")
-    result.update(passed=passed, rank=rank, architecture=t.describe(architecture),
-                  mean_dev_accuracy=round(float(t.dev_accuracy[row].mean()), 4), evaluations=len(served.served),
-                  training_s=round(train_s, 2), greedy_ranks=greedy_ranks, returns=[round(r, 4) for r in served.returns],
-                  message=message)
+    message = (
+        f"training {index} (seed {seed}): {len(served.served)} evaluations in {train_s:.0f} s"
+        f"{'; ' + served.stop_reason if served.stop_reason and 'budget' not in served.stop_reason else ''}, "
+        f"greedy architecture ranks {rank} of {len(t.choices)}{'' if passed else f' > {top_rank()}'} "
+        f"(mean development accuracy {t.dev_accuracy[row].mean():.4f})"
+    )
+    result.update(
+        passed=passed,
+        rank=rank,
+        architecture=t.describe(architecture),
+        mean_dev_accuracy=round(float(t.dev_accuracy[row].mean()), 4),
+        evaluations=len(served.served),
+        training_s=round(train_s, 2),
+        greedy_ranks=greedy_ranks,
+        returns=[round(r, 4) for r in served.returns],
+        message=message,
+    )
     if ctx.plots_dir:
         result["plot"] = plot_search(ctx, index, served, decay, greedy_ranks, distributions, relabelling)
     return result
@@ -690,19 +909,33 @@ def check_search(ctx):
         results.append(search_once(ctx, index))
     passed = sum(r["passed"] for r in results)
     random_ranks = random_search(ctx.rng("random-search"))
-    comparison = (f"random search with the same budget of {BUDGET} evaluations (the best served return) lands at "
-                  f"rank {int(np.median(random_ranks))} (median of 2000 simulated searches), in the top "
-                  f"{top_rank()} in {100 * np.mean(random_ranks <= top_rank()):.0f}% of them")
-    message = (f"{passed} of {len(results)} trainings found an architecture in the top {TOP_PERCENT}% (rank <= "
-               f"{top_rank()} of {len(table().choices)} by mean development accuracy; {REQUIRED} needed): "
-               + "; ".join(r["message"] for r in results) + "; " + comparison)
+    comparison = (
+        f"random search with the same budget of {BUDGET} evaluations (the best served return) lands at "
+        f"rank {int(np.median(random_ranks))} (median of 2000 simulated searches), in the top "
+        f"{top_rank()} in {100 * np.mean(random_ranks <= top_rank()):.0f}% of them"
+    )
+    message = (
+        f"{passed} of {len(results)} trainings found an architecture in the top {TOP_PERCENT}% (rank <= "
+        f"{top_rank()} of {len(table().choices)} by mean development accuracy; {REQUIRED} needed): "
+        + "; ".join(r["message"] for r in results)
+        + "; "
+        + comparison
+    )
     if passed < REQUIRED:
         message += "; " + diagnosis(ctx, results)
-    details = {"trainings": [{k: v for k, v in r.items() if k != "message"} for r in results],
-               "random_search_median_rank": int(np.median(random_ranks)),
-               "random_search_top_share": round(float(np.mean(random_ranks <= top_rank())), 4)}
-    return Outcome(passed >= REQUIRED, message, value=passed, threshold=f">= {REQUIRED} trainings",
-                   score=min(1, passed / REQUIRED), details=details)
+    details = {
+        "trainings": [{k: v for k, v in r.items() if k != "message"} for r in results],
+        "random_search_median_rank": int(np.median(random_ranks)),
+        "random_search_top_share": round(float(np.mean(random_ranks <= top_rank())), 4),
+    }
+    return Outcome(
+        passed >= REQUIRED,
+        message,
+        value=passed,
+        threshold=f">= {REQUIRED} trainings",
+        score=min(1, passed / REQUIRED),
+        details=details,
+    )
 
 
 def diagnosis(ctx, results):
@@ -714,11 +947,16 @@ def diagnosis(ctx, results):
     if not failed:
         return checked
     rises = [float(np.mean(r["returns"][-20:]) - np.mean(r["returns"][:20])) for r in failed]
-    return (f"{checked}; in the failed trainings the mean served return of the last 20 evaluations minus that of the "
-            f"first 20 is {', '.join(f'{x:+.3f}' for x in rises)}: "
-            + ("the controller did not learn: look at the training loop `train` and the learning rate"
-               if max(rises) < 0.01 else "the controller learned, but its greedy architecture is not among the best: "
-                                         "look at the learning rate, the baseline's decay and the batch size"))
+    return (
+        f"{checked}; in the failed trainings the mean served return of the last 20 evaluations minus that of the "
+        f"first 20 is {', '.join(f'{x:+.3f}' for x in rises)}: "
+        + (
+            "the controller did not learn: look at the training loop `train` and the learning rate"
+            if max(rises) < 0.01
+            else "the controller learned, but its greedy architecture is not among the best: "
+            "look at the learning rate, the baseline's decay and the batch size"
+        )
+    )
 
 
 def plot_search(ctx, index, served, decay, greedy_ranks, distributions, relabelling):
@@ -739,8 +977,12 @@ def plot_search(ctx, index, served, decay, greedy_ranks, distributions, relabell
     x, y = zip(*greedy_ranks) if greedy_ranks else ((), ())
     middle.plot(x, y, "o-")
     middle.axhline(top_rank(), color="gray", ls="--", lw=0.8, label=f"top {TOP_PERCENT}% (rank {top_rank()})")
-    middle.set(xlabel="evaluations", ylabel="rank of the greedy architecture", yscale="log",
-               title="greedy architecture over the search")
+    middle.set(
+        xlabel="evaluations",
+        ylabel="rank of the greedy architecture",
+        yscale="log",
+        title="greedy architecture over the search",
+    )
     middle.invert_yaxis()
     middle.legend(fontsize=8)
     # the distribution of each decision along the greedy architecture, in the table's terms
@@ -785,22 +1027,55 @@ ASSIGNMENT = Assignment(
     summary=SUMMARY,
     expected_time="about 1 minute (2 trainings; a third one only if one fails)",
     checks=(
-        Check("policy loss: gradient with the baseline a constant", check_policy_loss, functions=("policy_loss",),
-              description="d loss / d log pi along -(R - b); no gradient into b"),
-        Check("baseline: moving average of the returns", check_update_baseline, functions=("update_baseline",),
-              description="b <- decay b + (1 - decay) mean(R)"),
-        Check("Controller.log_probability: sum of log pi(a_t | a_<t)", check_log_probability,
-              functions=("Controller.log_probability",), description="the log-probability of the choices made"),
-        Check("Controller.sample: frequencies step by step", check_sample, functions=("Controller.sample",),
-              description="samples follow pi(a_t | a_<t), decisions fed back"),
-        Check("Controller.greedy: the most probable architecture", check_greedy, functions=("Controller.greedy",),
-              description="argmax at every step, fed back"),
-        Check("Controller.train: one step along R - b", check_controller_train, functions=("Controller.train",),
-              description="log pi moves along R - b; the baseline is updated"),
-        Check("train: the evaluation budget, every batch trained on", check_train_loop, functions=("train",),
-              description="sampled architectures, evaluated and trained on"),
-        Check("search: greedy architecture in the top", check_search, points=6, training=True,
-              description=f"rank of the greedy architecture <= the top {TOP_PERCENT}%, in {REQUIRED} of at most "
-                          f"{TRAININGS} trainings"),
+        Check(
+            "policy loss: gradient with the baseline a constant",
+            check_policy_loss,
+            functions=("policy_loss",),
+            description="d loss / d log pi along -(R - b); no gradient into b",
+        ),
+        Check(
+            "baseline: moving average of the returns",
+            check_update_baseline,
+            functions=("update_baseline",),
+            description="b <- decay b + (1 - decay) mean(R)",
+        ),
+        Check(
+            "Controller.log_probability: sum of log pi(a_t | a_<t)",
+            check_log_probability,
+            functions=("Controller.log_probability",),
+            description="the log-probability of the choices made",
+        ),
+        Check(
+            "Controller.sample: frequencies step by step",
+            check_sample,
+            functions=("Controller.sample",),
+            description="samples follow pi(a_t | a_<t), decisions fed back",
+        ),
+        Check(
+            "Controller.greedy: the most probable architecture",
+            check_greedy,
+            functions=("Controller.greedy",),
+            description="argmax at every step, fed back",
+        ),
+        Check(
+            "Controller.train: one step along R - b",
+            check_controller_train,
+            functions=("Controller.train",),
+            description="log pi moves along R - b; the baseline is updated",
+        ),
+        Check(
+            "train: the evaluation budget, every batch trained on",
+            check_train_loop,
+            functions=("train",),
+            description="sampled architectures, evaluated and trained on",
+        ),
+        Check(
+            "search: greedy architecture in the top",
+            check_search,
+            points=6,
+            training=True,
+            description=f"rank of the greedy architecture <= the top {TOP_PERCENT}%, in {REQUIRED} of at most "
+            f"{TRAININGS} trainings",
+        ),
     ),
 )

@@ -36,6 +36,7 @@ With every training passing, a grading's false failure is far below 1 in 20 (bin
 measured per-training rate: under 1e-3). A full grading of the reference solution took 74 s and
 80 s: two trainings, and a third one only when one of them fails.
 """
+
 from ..spec import Assignment, Check, Limits
 from . import _reinforce as common
 
@@ -72,23 +73,53 @@ ASSIGNMENT = Assignment(
     summary=SUMMARY,
     expected_time="about 1.5 minutes (2 trainings; a third one only if one fails)",
     checks=(
-        common.unit("returns: undiscounted", common.check_returns(1.0), ["compute_returns"],
-                    "G_t = sum of rewards from t on"),
+        common.unit(
+            "returns: undiscounted", common.check_returns(1.0), ["compute_returns"], "G_t = sum of rewards from t on"
+        ),
         common.unit("returns: discounted", common.check_returns(0.9), ["compute_returns"], "G_t = r_t + gamma G_t+1"),
-        common.unit("policy loss: REINFORCE gradient", common.check_policy_gradient, ["policy_loss"],
-                    "d policy_loss / d probs matches -G grad log pi(a|s)"),
-        common.unit("policy: probabilities", common.check_probabilities, ["Agent.__init__", "Agent.predict"],
-                    "Agent.predict gives a distribution over actions"),
-        common.unit("Agent.train: one step follows the returns", common.check_agent_train, ["Agent.train"],
-                    "log pi(a|s) of a fixed batch moves in the direction of the returns"),
-        common.unit("sample_actions: frequencies", common.check_sample_actions, ["sample_actions"],
-                    "many sampled actions follow their probabilities; same seed, same actions"),
-        common.unit("train: the steps played are the steps trained on", common.check_train_loop, ["train"],
-                    "actions sampled; agent.train gets the states and actions played and their returns"),
-        common.unit("evaluate: greedy returns", common.check_evaluate, ["evaluate"],
-                    "the most probable action in every state; the total reward of each episode"),
-        Check("training: greedy mean return", common.check_training(THRESHOLD, TRAININGS, REQUIRED), points=6, training=True,
-              description=f"mean return of 100 greedy episodes >= {THRESHOLD} in {REQUIRED} of at most "
-                          f"{TRAININGS} trainings"),
+        common.unit(
+            "policy loss: REINFORCE gradient",
+            common.check_policy_gradient,
+            ["policy_loss"],
+            "d policy_loss / d probs matches -G grad log pi(a|s)",
+        ),
+        common.unit(
+            "policy: probabilities",
+            common.check_probabilities,
+            ["Agent.__init__", "Agent.predict"],
+            "Agent.predict gives a distribution over actions",
+        ),
+        common.unit(
+            "Agent.train: one step follows the returns",
+            common.check_agent_train,
+            ["Agent.train"],
+            "log pi(a|s) of a fixed batch moves in the direction of the returns",
+        ),
+        common.unit(
+            "sample_actions: frequencies",
+            common.check_sample_actions,
+            ["sample_actions"],
+            "many sampled actions follow their probabilities; same seed, same actions",
+        ),
+        common.unit(
+            "train: the steps played are the steps trained on",
+            common.check_train_loop,
+            ["train"],
+            "actions sampled; agent.train gets the states and actions played and their returns",
+        ),
+        common.unit(
+            "evaluate: greedy returns",
+            common.check_evaluate,
+            ["evaluate"],
+            "the most probable action in every state; the total reward of each episode",
+        ),
+        Check(
+            "training: greedy mean return",
+            common.check_training(THRESHOLD, TRAININGS, REQUIRED),
+            points=6,
+            training=True,
+            description=f"mean return of 100 greedy episodes >= {THRESHOLD} in {REQUIRED} of at most "
+            f"{TRAININGS} trainings",
+        ),
     ),
 )

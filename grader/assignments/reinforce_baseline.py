@@ -43,6 +43,7 @@ run, a third one when the rule needs it), on 2026-11-28, 2 cores shared with oth
 A full grading of the reference solution took 49 s and 66 s: two trainings, and a third one
 only when one of them fails.
 """
+
 import numpy as np
 
 from ..sandbox import expect_array
@@ -62,22 +63,32 @@ def check_baseline_gradient(ctx):
     baselines = ctx.rng("baselines").normal(0, 1, size=len(actions)).astype(np.float32)
     value, (grad, into_baseline) = ctx.sandbox.grad("policy_loss", [probs, actions, returns, baselines], wrt=[0, 3])
     expect_array(value, "policy_loss", shape=())
-    into_baseline = expect_array(into_baseline, "the gradient of policy_loss with respect to baselines",
-                                 shape=baselines.shape)
+    into_baseline = expect_array(
+        into_baseline, "the gradient of policy_loss with respect to baselines", shape=baselines.shape
+    )
     leak = float(np.max(np.abs(into_baseline)))
     if leak > 1e-6:
-        return Outcome(False, "the policy loss propagates gradients into the baseline (largest "
-                              f"{leak:.3g}); likely bug: the baseline is not wrapped in tf.stop_gradient, "
-                              "so the policy loss would train the value network", value=leak, threshold="0")
+        return Outcome(
+            False,
+            "the policy loss propagates gradients into the baseline (largest "
+            f"{leak:.3g}); likely bug: the baseline is not wrapped in tf.stop_gradient, "
+            "so the policy loss would train the value network",
+            value=leak,
+            threshold="0",
+        )
     grad = expect_array(grad, "the gradient of policy_loss", shape=probs.shape)
-    outcome = common.compare_gradient(grad, common.reinforce_gradient(probs, actions, returns - baselines),
-                                      "with a baseline, d policy_loss / d probs")
+    outcome = common.compare_gradient(
+        grad, common.reinforce_gradient(probs, actions, returns - baselines), "with a baseline, d policy_loss / d probs"
+    )
     if not outcome.passed:
-        for weights, bug in ((returns + baselines, "the baseline is added to the returns instead of subtracted "
-                                                   "(the advantage is returns - baselines)"),
-                             (returns, "the baseline is not subtracted from the returns in the policy loss"),
-                             (baselines - returns, "sign error: the advantage is returns - baselines, not "
-                                                   "baselines - returns")):
+        for weights, bug in (
+            (
+                returns + baselines,
+                "the baseline is added to the returns instead of subtracted (the advantage is returns - baselines)",
+            ),
+            (returns, "the baseline is not subtracted from the returns in the policy loss"),
+            (baselines - returns, "sign error: the advantage is returns - baselines, not baselines - returns"),
+        ):
             if common.compare_gradient(grad, common.reinforce_gradient(probs, actions, weights), "").passed:
                 outcome.message = f"{outcome.message.split(';')[0]}; likely bug: {bug}"
                 break
@@ -93,19 +104,23 @@ def check_value_loss(ctx):
     mse = float(np.mean((values - returns) ** 2))
     cosine = common.cosine_of(grad, values - returns)
     if abs(loss - mse) > 1e-3 * mse or cosine < 0.999:
-        return Outcome(False, f"value_loss should be the mean squared error of the predicted values towards the "
-                              f"returns ({mse:.3f} here), got {loss:.3f} (gradient cosine {cosine:.3f})",
-                       value=loss, threshold=f"{mse:.3f}")
-    return Outcome(True, "value_loss is the mean squared error towards the returns", value=loss,
-                   threshold=f"{mse:.3f}")
+        return Outcome(
+            False,
+            f"value_loss should be the mean squared error of the predicted values towards the "
+            f"returns ({mse:.3f} here), got {loss:.3f} (gradient cosine {cosine:.3f})",
+            value=loss,
+            threshold=f"{mse:.3f}",
+        )
+    return Outcome(True, "value_loss is the mean squared error towards the returns", value=loss, threshold=f"{mse:.3f}")
 
 
 VALUE_ALIGNMENT = 0.5  # least cosine between the change of V(s) in one step and (target - V(s))
 
 
 def predicted_values(ctx, agent, states):
-    return expect_array(ctx.sandbox.call(agent.method("predict_values"), states), "Agent.predict_values",
-                        shape=(len(states),)).astype(np.float64)
+    return expect_array(
+        ctx.sandbox.call(agent.method("predict_values"), states), "Agent.predict_values", shape=(len(states),)
+    ).astype(np.float64)
 
 
 def check_value_training(ctx):
@@ -121,31 +136,56 @@ def check_value_training(ctx):
     common.train_step(ctx, agent, states, actions, returns)
     after = predicted_values(ctx, agent, states)
     if np.array_equal(after, before):
-        return Outcome(False, "one Agent.train step left the value network's predictions V(s) unchanged: the value "
-                              "network is never updated (apply the gradient of value_loss to its variables with "
-                              "its optimizer)", value=0.0, threshold=threshold)
+        return Outcome(
+            False,
+            "one Agent.train step left the value network's predictions V(s) unchanged: the value "
+            "network is never updated (apply the gradient of value_loss to its variables with "
+            "its optimizer)",
+            value=0.0,
+            threshold=threshold,
+        )
     towards = common.cosine_of(after - before, returns - before)
     if towards < VALUE_ALIGNMENT:
-        return Outcome(False, f"one Agent.train step moved V(s) with cosine {towards:.2f} towards the returns "
-                              f"{'(away from them)' if towards < 0 else ''}: train the value network on value_loss "
-                              "of its predictions and the returns, by gradient descent", value=towards,
-                       threshold=threshold)
+        return Outcome(
+            False,
+            f"one Agent.train step moved V(s) with cosine {towards:.2f} towards the returns "
+            f"{'(away from them)' if towards < 0 else ''}: train the value network on value_loss "
+            "of its predictions and the returns, by gradient descent",
+            value=towards,
+            threshold=threshold,
+        )
     args, agent = common.new_agent(ctx, 4)
     before = predicted_values(ctx, agent, states)
     if np.max(np.abs(before)) < 1e-6:
-        return Outcome(True, f"V(s) moves towards the returns (cosine {towards:.2f}); V(s) = 0 for every state of a "
-                             "new agent, so the second step (returns 1.5 V(s)) cannot be judged", value=towards,
-                       threshold=threshold)
+        return Outcome(
+            True,
+            f"V(s) moves towards the returns (cosine {towards:.2f}); V(s) = 0 for every state of a "
+            "new agent, so the second step (returns 1.5 V(s)) cannot be judged",
+            value=towards,
+            threshold=threshold,
+        )
     returns = 1.5 * before
     common.train_step(ctx, agent, states, actions, returns)
     scaled = common.cosine_of(predicted_values(ctx, agent, states) - before, returns - before)
     if scaled >= VALUE_ALIGNMENT:
-        return Outcome(True, f"one Agent.train step moves V(s) towards the returns (cosine {towards:.2f}; with "
-                             f"returns 1.5 V(s), {scaled:.2f})", value=min(towards, scaled), threshold=threshold)
-    hint = ("likely bug: the value network is trained towards the advantages (returns - V(s)) instead of the "
-            "returns" if scaled <= -VALUE_ALIGNMENT else "train the value network towards the returns")
-    return Outcome(False, f"with returns 1.5 V(s), one Agent.train step moved V(s) with cosine {scaled:.2f} towards "
-                          f"them; {hint}", value=scaled, threshold=threshold)
+        return Outcome(
+            True,
+            f"one Agent.train step moves V(s) towards the returns (cosine {towards:.2f}; with "
+            f"returns 1.5 V(s), {scaled:.2f})",
+            value=min(towards, scaled),
+            threshold=threshold,
+        )
+    hint = (
+        "likely bug: the value network is trained towards the advantages (returns - V(s)) instead of the returns"
+        if scaled <= -VALUE_ALIGNMENT
+        else "train the value network towards the returns"
+    )
+    return Outcome(
+        False,
+        f"with returns 1.5 V(s), one Agent.train step moved V(s) with cosine {scaled:.2f} towards them; {hint}",
+        value=scaled,
+        threshold=threshold,
+    )
 
 
 def check_policy_with_baseline(ctx):
@@ -161,22 +201,35 @@ def check_policy_with_baseline(ctx):
             if np.max(np.abs(values)) < 1e-6:
                 return None
             return scale * values, (scale - 1) * values
+
         return common.policy_alignment(ctx, "baseline-train", 5, batch_returns)
 
     moved = scaled(0.5)
     if moved is None:
-        return Outcome(True, "V(s) = 0 for every state of a new agent: the baseline's use cannot be judged",
-                       threshold=threshold)
+        return Outcome(
+            True, "V(s) = 0 for every state of a new agent: the baseline's use cannot be judged", threshold=threshold
+        )
     cosine, largest = moved
     if largest == 0:
-        return Outcome(False, "one Agent.train step did not change the policy's probabilities: is the gradient of "
-                              "policy_loss applied to the policy's variables?", value=cosine, threshold=threshold)
+        return Outcome(
+            False,
+            "one Agent.train step did not change the policy's probabilities: is the gradient of "
+            "policy_loss applied to the policy's variables?",
+            value=cosine,
+            threshold=threshold,
+        )
     if cosine >= common.ALIGNMENT:
-        return Outcome(True, f"with returns 0.5 V(s), one Agent.train step moves log pi(a|s) along the advantages "
-                             f"returns - V(s) (mean cosine {cosine:.2f} over {common.AGENTS} batches)", value=cosine,
-                       threshold=threshold)
-    message = (f"with returns 0.5 V(s) (advantages -0.5 V(s)), one Agent.train step moved log pi(a|s) with a mean "
-               f"cosine of {cosine:.2f} along the advantages")
+        return Outcome(
+            True,
+            f"with returns 0.5 V(s), one Agent.train step moves log pi(a|s) along the advantages "
+            f"returns - V(s) (mean cosine {cosine:.2f} over {common.AGENTS} batches)",
+            value=cosine,
+            threshold=threshold,
+        )
+    message = (
+        f"with returns 0.5 V(s) (advantages -0.5 V(s)), one Agent.train step moved log pi(a|s) with a mean "
+        f"cosine of {cosine:.2f} along the advantages"
+    )
     if cosine <= -common.ALIGNMENT:
         other, _ = scaled(-0.5)
         if other <= -common.ALIGNMENT:
@@ -223,26 +276,60 @@ ASSIGNMENT = Assignment(
     summary=SUMMARY,
     expected_time="about 1 minute (2 trainings; a third one only if one fails)",
     checks=(
-        common.unit("returns: undiscounted", common.check_returns(1.0), ["compute_returns"],
-                    "G_t = sum of rewards from t on"),
+        common.unit(
+            "returns: undiscounted", common.check_returns(1.0), ["compute_returns"], "G_t = sum of rewards from t on"
+        ),
         common.unit("returns: discounted", common.check_returns(0.9), ["compute_returns"], "G_t = r_t + gamma G_t+1"),
-        common.unit("policy loss: gradient with baseline", check_baseline_gradient, ["policy_loss"],
-                    "REINFORCE gradient with G - b, and no gradient into the baseline"),
+        common.unit(
+            "policy loss: gradient with baseline",
+            check_baseline_gradient,
+            ["policy_loss"],
+            "REINFORCE gradient with G - b, and no gradient into the baseline",
+        ),
         common.unit("value loss: mean squared error", check_value_loss, ["value_loss"], "the baseline is fit by MSE"),
-        common.unit("policy: probabilities", common.check_probabilities, ["Agent.__init__", "Agent.predict"],
-                    "Agent.predict gives a distribution over actions"),
-        common.unit("Agent.train: the value network moves towards the returns", check_value_training,
-                    ["Agent.train"], "V(s) of a fixed batch moves towards the returns, not the advantages"),
-        common.unit("Agent.train: the policy follows returns - V(s)", check_policy_with_baseline, ["Agent.train"],
-                    "log pi(a|s) of a fixed batch moves along the advantages returns - V(s)"),
-        common.unit("sample_actions: frequencies", common.check_sample_actions, ["sample_actions"],
-                    "many sampled actions follow their probabilities; same seed, same actions"),
-        common.unit("train: the steps played are the steps trained on", common.check_train_loop, ["train"],
-                    "actions sampled; agent.train gets the states and actions played and their returns"),
-        common.unit("evaluate: greedy returns", common.check_evaluate, ["evaluate"],
-                    "the most probable action in every state; the total reward of each episode"),
-        Check("training: greedy mean return", common.check_training(THRESHOLD, TRAININGS, REQUIRED, budget=BUDGET),
-              points=6, training=True, description=f"mean return of 100 greedy episodes >= {THRESHOLD} within {BUDGET} episodes, "
-                                    f"in {REQUIRED} of at most {TRAININGS} trainings"),
+        common.unit(
+            "policy: probabilities",
+            common.check_probabilities,
+            ["Agent.__init__", "Agent.predict"],
+            "Agent.predict gives a distribution over actions",
+        ),
+        common.unit(
+            "Agent.train: the value network moves towards the returns",
+            check_value_training,
+            ["Agent.train"],
+            "V(s) of a fixed batch moves towards the returns, not the advantages",
+        ),
+        common.unit(
+            "Agent.train: the policy follows returns - V(s)",
+            check_policy_with_baseline,
+            ["Agent.train"],
+            "log pi(a|s) of a fixed batch moves along the advantages returns - V(s)",
+        ),
+        common.unit(
+            "sample_actions: frequencies",
+            common.check_sample_actions,
+            ["sample_actions"],
+            "many sampled actions follow their probabilities; same seed, same actions",
+        ),
+        common.unit(
+            "train: the steps played are the steps trained on",
+            common.check_train_loop,
+            ["train"],
+            "actions sampled; agent.train gets the states and actions played and their returns",
+        ),
+        common.unit(
+            "evaluate: greedy returns",
+            common.check_evaluate,
+            ["evaluate"],
+            "the most probable action in every state; the total reward of each episode",
+        ),
+        Check(
+            "training: greedy mean return",
+            common.check_training(THRESHOLD, TRAININGS, REQUIRED, budget=BUDGET),
+            points=6,
+            training=True,
+            description=f"mean return of 100 greedy episodes >= {THRESHOLD} within {BUDGET} episodes, "
+            f"in {REQUIRED} of at most {TRAININGS} trainings",
+        ),
     ),
 )

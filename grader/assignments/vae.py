@@ -39,6 +39,7 @@ images decoded from codes drawn from the prior, test images above their reconstr
 (decoded from the mean of Q(z|x)), and for a 2-D latent space the decoded grid of codes at the
 normal distribution's quantiles. Pixels are the Bernoulli means, sigmoid(logits).
 """
+
 import functools
 import math
 import sys
@@ -60,11 +61,11 @@ assert getattr(datasets, "COURSE_DATASETS", False), f"{datasets.__file__} is not
 
 # z_dim -> (reference test -ELBO, threshold), nats per image; the reference measured by the instructors' benchmark
 CONFIGS = {2: (144.3, 150.0), 100: (103.0, 107.0)}
-IW_SAMPLES = 10            # K of the importance-weighted estimate of log p(x)
-EVAL_BATCH = 2000          # images (or codes) per question
-PROBES = 64                # training images whose answers the rebuilt model must reproduce
-MAX_WEIGHTS_MB = 128       # the trained model's weights, all arrays together
-STEP_IMAGES = 2000         # the train-step check: one epoch on this many training images
+IW_SAMPLES = 10  # K of the importance-weighted estimate of log p(x)
+EVAL_BATCH = 2000  # images (or codes) per question
+PROBES = 64  # training images whose answers the rebuilt model must reproduce
+MAX_WEIGHTS_MB = 128  # the trained model's weights, all arrays together
+STEP_IMAGES = 2000  # the train-step check: one epoch on this many training images
 PIXELS = 28 * 28
 ALL_PIXELS_HALF = PIXELS * math.log(2)  # -log P(x|z) when every logit is 0 (p = 0.5): 543.43 nats
 ENCODER, DECODER, STEP = "build_encoder", "build_decoder", "VAE.train_step"
@@ -95,7 +96,7 @@ SUMMARY = (
 )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mnist():
     """The MNIST data set, loaded (and checked against its checksums) once, in the parent,
     before any child starts (the spec's `prepare`)."""
@@ -113,7 +114,7 @@ def bernoulli_nll(images, logits):
 def analytic_kl(mean, sd):
     """KL(N(mean, sd^2) || N(0, 1)) summed over the latent dimensions, per image."""
     mean, sd = mean.astype(np.float64), sd.astype(np.float64)
-    return np.sum(0.5 * (mean ** 2 + sd ** 2 - 1) - np.log(sd), axis=1)
+    return np.sum(0.5 * (mean**2 + sd**2 - 1) - np.log(sd), axis=1)
 
 
 def log_normal(z, mean, sd):
@@ -132,28 +133,35 @@ def expect_encoding(answer, n, z_dim):
     mean = expect_array(answer[0], f"the encoder's mean ({ENCODER})", shape=(n, z_dim))
     sd = expect_array(answer[1], f"the encoder's sd ({ENCODER})", shape=(n, z_dim))
     if np.any(sd <= 0):
-        raise SubmissionError("invalid", f"{ENCODER}: the encoder gave a non-positive sd ({np.count_nonzero(sd <= 0)} "
-                                         f"of {sd.size} values, minimum {sd.min():.3g}); likely bug: the "
-                                         "log-variance (or an unconstrained output) is used as the standard "
-                                         "deviation: make it positive (e.g. exp or softplus)")
+        raise SubmissionError(
+            "invalid",
+            f"{ENCODER}: the encoder gave a non-positive sd ({np.count_nonzero(sd <= 0)} "
+            f"of {sd.size} values, minimum {sd.min():.3g}); likely bug: the "
+            "log-variance (or an unconstrained output) is used as the standard "
+            "deviation: make it positive (e.g. exp or softplus)",
+        )
     return mean.astype(np.float64), sd.astype(np.float64)
 
 
 def decode(sandbox, decoder, z):
-    return expect_array(sandbox.call("decode", decoder, z.astype(np.float32)), f"the decoder ({DECODER})",
-                        shape=(len(z), 28, 28, 1))
+    return expect_array(
+        sandbox.call("decode", decoder, z.astype(np.float32)), f"the decoder ({DECODER})", shape=(len(z), 28, 28, 1)
+    )
 
 
 def new_vae(sandbox, z_dim, seed, extra=()):
-    args = expect_handle(sandbox.call("parse_args", ["--z_dim", str(z_dim), "--seed", str(seed), *extra]),
-                         "parse_args(argv)")
+    args = expect_handle(
+        sandbox.call("parse_args", ["--z_dim", str(z_dim), "--seed", str(seed), *extra]), "parse_args(argv)"
+    )
     return args, expect_handle(sandbox.call("VAE", args), "VAE(args)")
 
 
 def parts(sandbox, vae):
     """The handles of the VAE's encoder and decoder."""
-    return (expect_handle(sandbox.getattr(vae, "encoder"), "VAE.encoder"),
-            expect_handle(sandbox.getattr(vae, "decoder"), "VAE.decoder"))
+    return (
+        expect_handle(sandbox.getattr(vae, "encoder"), "VAE.encoder"),
+        expect_handle(sandbox.getattr(vae, "decoder"), "VAE.decoder"),
+    )
 
 
 # ------------------------------------------------------------------ unit checks
@@ -163,10 +171,18 @@ def check_encoder(ctx):
     encoder = expect_handle(sandbox.call(ENCODER, args), f"{ENCODER}(args)")
     mean, sd = encode(sandbox, encoder, mnist().train.images[:64], 4)
     if np.allclose(mean, mean[:1], atol=1e-6):
-        return Outcome(False, f"{ENCODER}: the mean of Q(z|x) is the same for 64 different images: does the "
-                              "encoder use its input?", value=float(np.ptp(mean)), threshold="depends on x")
-    return Outcome(True, f"{ENCODER}: mean and sd of Q(z|x) have shape (64, 4); sd is positive (min "
-                         f"{sd.min():.3g})", value=float(sd.min()), threshold="> 0")
+        return Outcome(
+            False,
+            f"{ENCODER}: the mean of Q(z|x) is the same for 64 different images: does the encoder use its input?",
+            value=float(np.ptp(mean)),
+            threshold="depends on x",
+        )
+    return Outcome(
+        True,
+        f"{ENCODER}: mean and sd of Q(z|x) have shape (64, 4); sd is positive (min {sd.min():.3g})",
+        value=float(sd.min()),
+        threshold="> 0",
+    )
 
 
 def check_decoder(ctx):
@@ -178,19 +194,35 @@ def check_decoder(ctx):
     low, high = float(logits.min()), float(logits.max())
     where = f"(untrained, on 64 codes z ~ N(0, I) its outputs lie in [{low:.3g}, {high:.3g}])"
     if low >= 0 and high <= 1:
-        return Outcome(False, f"{DECODER}: the decoder outputs probabilities where logits are expected {where}; "
-                              "likely bug: a sigmoid on the last layer (the logit of a pixel is log(p / (1 - p)), "
-                              "any real number; the losses apply the sigmoid themselves)", value=low,
-                       threshold="logits of both signs")
+        return Outcome(
+            False,
+            f"{DECODER}: the decoder outputs probabilities where logits are expected {where}; "
+            "likely bug: a sigmoid on the last layer (the logit of a pixel is log(p / (1 - p)), "
+            "any real number; the losses apply the sigmoid themselves)",
+            value=low,
+            threshold="logits of both signs",
+        )
     if low >= 0:
-        return Outcome(False, f"{DECODER}: the decoder's logits are never negative {where}; likely bug: an "
-                              "activation (ReLU?) on the last layer; a logit is any real number",
-                       value=low, threshold="logits of both signs")
+        return Outcome(
+            False,
+            f"{DECODER}: the decoder's logits are never negative {where}; likely bug: an "
+            "activation (ReLU?) on the last layer; a logit is any real number",
+            value=low,
+            threshold="logits of both signs",
+        )
     if np.allclose(logits, logits[:1], atol=1e-6):
-        return Outcome(False, f"{DECODER}: the decoder gives the same logits for 64 different codes z: does it "
-                              "use its input?", value=0.0, threshold="depends on z")
-    return Outcome(True, f"{DECODER}: logits of shape (64, 28, 28, 1), of both signs {where}",
-                   value=low, threshold="logits of both signs")
+        return Outcome(
+            False,
+            f"{DECODER}: the decoder gives the same logits for 64 different codes z: does it use its input?",
+            value=0.0,
+            threshold="depends on z",
+        )
+    return Outcome(
+        True,
+        f"{DECODER}: logits of shape (64, 28, 28, 1), of both signs {where}",
+        value=low,
+        threshold="logits of both signs",
+    )
 
 
 def check_reparametrized(ctx):
@@ -201,25 +233,44 @@ def check_reparametrized(ctx):
     z = expect_array(z, "sample_z", shape=mean.shape)
     epsilon = (z - mean) / sd
     if abs(epsilon.mean()) > 0.05 or abs(epsilon.std() - 1) > 0.05:
-        return Outcome(False, f"sample_z: (z - mean) / sd should be standard normal, it has mean {epsilon.mean():.3f} "
-                              f"and sd {epsilon.std():.3f}: is z drawn from Normal(mean, sd)?",
-                       value=float(epsilon.std()), threshold="N(0, 1)")
+        return Outcome(
+            False,
+            f"sample_z: (z - mean) / sd should be standard normal, it has mean {epsilon.mean():.3f} "
+            f"and sd {epsilon.std():.3f}: is z drawn from Normal(mean, sd)?",
+            value=float(epsilon.std()),
+            threshold="N(0, 1)",
+        )
     again = expect_array(ctx.sandbox.call("sample_z", mean, sd), "sample_z", shape=mean.shape)
     if np.array_equal(again, z):
-        return Outcome(False, "sample_z gave the same z at two calls with the same mean and sd: epsilon must be "
-                              "new random numbers at every call (a fixed seed, or noise drawn once and kept?)",
-                       value=0.0, threshold="new epsilon at every call")
+        return Outcome(
+            False,
+            "sample_z gave the same z at two calls with the same mean and sd: epsilon must be "
+            "new random numbers at every call (a fixed seed, or noise drawn once and kept?)",
+            value=0.0,
+            threshold="new epsilon at every call",
+        )
     d_mean = expect_array(d_mean, "d sample_z / d mean", shape=mean.shape)
     d_sd = expect_array(d_sd, "d sample_z / d sd", shape=sd.shape)
     error = float(max(np.max(np.abs(d_mean - 1)), np.max(np.abs(d_sd - epsilon))))
     if error > 1e-3:
-        hint = ("no gradient reaches the encoder: z is sampled without the reparametrization trick "
-                "(z = mean + sd * epsilon, without stop_gradient or numpy)" if np.allclose(d_mean, 0) and
-                np.allclose(d_sd, 0) else "dz/dmean should be 1 and dz/dsd should be epsilon = (z - mean) / sd")
-        return Outcome(False, f"sample_z: gradients of z with respect to mean and sd are wrong: {hint}", value=error,
-                       threshold="<= 1e-3")
-    return Outcome(True, "sample_z: z = mean + sd * epsilon, gradients reach the mean (1) and the sd (epsilon)",
-                   value=error, threshold="<= 1e-3")
+        hint = (
+            "no gradient reaches the encoder: z is sampled without the reparametrization trick "
+            "(z = mean + sd * epsilon, without stop_gradient or numpy)"
+            if np.allclose(d_mean, 0) and np.allclose(d_sd, 0)
+            else "dz/dmean should be 1 and dz/dsd should be epsilon = (z - mean) / sd"
+        )
+        return Outcome(
+            False,
+            f"sample_z: gradients of z with respect to mean and sd are wrong: {hint}",
+            value=error,
+            threshold="<= 1e-3",
+        )
+    return Outcome(
+        True,
+        "sample_z: z = mean + sd * epsilon, gradients reach the mean (1) and the sd (epsilon)",
+        value=error,
+        threshold="<= 1e-3",
+    )
 
 
 def check_latent_loss(ctx):
@@ -230,22 +281,35 @@ def check_latent_loss(ctx):
     expected = analytic_kl(mean, sd)
     error = float(np.max(np.abs(got - expected)))
     if error <= 1e-3 * max(1, np.abs(expected).max()):
-        return Outcome(True, "latent_loss is the analytic KL(Q(z|x) || N(0, I)) summed over z", value=error,
-                       threshold="<= 1e-3")
-    hint = likely_bug(got, {
-        "the KL term is missing (zero)": np.zeros_like(expected),
-        "the KL is averaged over the latent dimensions instead of summed": expected / mean.shape[1],
-        "the sd is used as a variance": lambda: analytic_kl(mean, np.sqrt(sd)),
-        "the sd is used as a log-variance": lambda: analytic_kl(mean, np.exp(sd / 2)),
-        "-log sd where the formula has -log sd^2 (KL = 1/2 (mean^2 + sd^2 - 1 - log sd^2))":
-            lambda: expected + np.sum(np.log(sd), axis=1) / 2,
-        "-log sd^2 without the 1/2 (KL = 1/2 (mean^2 + sd^2 - 1 - log sd^2))":
-            lambda: expected - np.sum(np.log(sd), axis=1),
-        "the 1/2 is missing (KL = 1/2 (mean^2 + sd^2 - 1 - log sd^2))": 2 * expected,
-        "the sign is reversed (a KL divergence is never negative)": -expected,
-    }, atol=1e-3, rtol=1e-3, default="the KL divergence of Normal(mean, sd) from Normal(0, 1), summed over z")
-    return Outcome(False, f"latent_loss differs from the analytic KL by up to {error:.3g}; likely bug: {hint}",
-                   value=error, threshold="<= 1e-3")
+        return Outcome(
+            True, "latent_loss is the analytic KL(Q(z|x) || N(0, I)) summed over z", value=error, threshold="<= 1e-3"
+        )
+    hint = likely_bug(
+        got,
+        {
+            "the KL term is missing (zero)": np.zeros_like(expected),
+            "the KL is averaged over the latent dimensions instead of summed": expected / mean.shape[1],
+            "the sd is used as a variance": lambda: analytic_kl(mean, np.sqrt(sd)),
+            "the sd is used as a log-variance": lambda: analytic_kl(mean, np.exp(sd / 2)),
+            "-log sd where the formula has -log sd^2 (KL = 1/2 (mean^2 + sd^2 - 1 - log sd^2))": lambda: (
+                expected + np.sum(np.log(sd), axis=1) / 2
+            ),
+            "-log sd^2 without the 1/2 (KL = 1/2 (mean^2 + sd^2 - 1 - log sd^2))": lambda: (
+                expected - np.sum(np.log(sd), axis=1)
+            ),
+            "the 1/2 is missing (KL = 1/2 (mean^2 + sd^2 - 1 - log sd^2))": 2 * expected,
+            "the sign is reversed (a KL divergence is never negative)": -expected,
+        },
+        atol=1e-3,
+        rtol=1e-3,
+        default="the KL divergence of Normal(mean, sd) from Normal(0, 1), summed over z",
+    )
+    return Outcome(
+        False,
+        f"latent_loss differs from the analytic KL by up to {error:.3g}; likely bug: {hint}",
+        value=error,
+        threshold="<= 1e-3",
+    )
 
 
 def check_reconstruction_loss(ctx):
@@ -255,15 +319,30 @@ def check_reconstruction_loss(ctx):
     expected = bernoulli_nll(images, logits)
     error = float(np.max(np.abs(got - expected) / expected))
     if error <= 1e-3:
-        return Outcome(True, "reconstruction_loss is -log P(x|z) summed over the 784 pixels", value=error,
-                       threshold="relative error <= 1e-3")
-    hint = likely_bug(got, {
-        "it is a mean over the pixels, not a sum (-log P(x|z) of an image sums over its pixels)": expected / PIXELS,
-        "the targets are not scaled to [0, 1] (divide the uint8 pixels by 255)":
-            lambda: bernoulli_nll(images.astype(np.float64) * 255, logits),
-    }, atol=1e-2, rtol=1e-3, default="the Bernoulli negative log-likelihood of the targets images/255 given the logits")
-    return Outcome(False, f"reconstruction_loss has relative error {error:.3g}; likely bug: {hint}", value=error,
-                   threshold="relative error <= 1e-3")
+        return Outcome(
+            True,
+            "reconstruction_loss is -log P(x|z) summed over the 784 pixels",
+            value=error,
+            threshold="relative error <= 1e-3",
+        )
+    hint = likely_bug(
+        got,
+        {
+            "it is a mean over the pixels, not a sum (-log P(x|z) of an image sums over its pixels)": expected / PIXELS,
+            "the targets are not scaled to [0, 1] (divide the uint8 pixels by 255)": lambda: bernoulli_nll(
+                images.astype(np.float64) * 255, logits
+            ),
+        },
+        atol=1e-2,
+        rtol=1e-3,
+        default="the Bernoulli negative log-likelihood of the targets images/255 given the logits",
+    )
+    return Outcome(
+        False,
+        f"reconstruction_loss has relative error {error:.3g}; likely bug: {hint}",
+        value=error,
+        threshold="relative error <= 1e-3",
+    )
 
 
 def elbo_terms(sandbox, encoder, decoder, images, z_dim, rng):
@@ -282,30 +361,46 @@ def check_train_step(ctx):
     images = mnist().train.images[:STEP_IMAGES]
     args, vae = new_vae(sandbox, 2, 1, extra=["--epochs", "1"])
     encoder, decoder = parts(sandbox, vae)
-    before = [measured.expect_weights(sandbox.call(part.method("get_weights")), f"VAE.{name}.get_weights()")
-              for part, name in ((encoder, "encoder"), (decoder, "decoder"))]
+    before = [
+        measured.expect_weights(sandbox.call(part.method("get_weights")), f"VAE.{name}.get_weights()")
+        for part, name in ((encoder, "encoder"), (decoder, "decoder"))
+    ]
     elbo_before = elbo_terms(sandbox, encoder, decoder, images, 2, ctx.rng("step"))[0].mean()
     sandbox.call("train", vae, images, args, phase="training", timeout=ctx.limits.train_time)
-    after = [measured.expect_weights(sandbox.call(part.method("get_weights")), f"VAE.{name}.get_weights()")
-             for part, name in ((encoder, "encoder"), (decoder, "decoder"))]
+    after = [
+        measured.expect_weights(sandbox.call(part.method("get_weights")), f"VAE.{name}.get_weights()")
+        for part, name in ((encoder, "encoder"), (decoder, "decoder"))
+    ]
     elbo_after = elbo_terms(sandbox, encoder, decoder, images, 2, ctx.rng("step"))[0].mean()
     value = float(elbo_after - elbo_before)
-    seen = (f"one epoch of train() on {STEP_IMAGES} training images took their -ELBO (measured by the grader) "
-                f"from {elbo_before:.1f} to {elbo_after:.1f} nats")
+    seen = (
+        f"one epoch of train() on {STEP_IMAGES} training images took their -ELBO (measured by the grader) "
+        f"from {elbo_before:.1f} to {elbo_after:.1f} nats"
+    )
     for name, old, new in (("encoder", before[0], after[0]), ("decoder", before[1], after[1])):
         if len(old) == len(new) and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(old, new)):
-            return Outcome(False, f"{STEP}: the {name}'s weights did not change in training ({seen}): the "
-                                  f"gradient step must update the trainable variables of the encoder and of the "
-                                  f"decoder", value=value, threshold="< 0")
+            return Outcome(
+                False,
+                f"{STEP}: the {name}'s weights did not change in training ({seen}): the "
+                f"gradient step must update the trainable variables of the encoder and of the "
+                f"decoder",
+                value=value,
+                threshold="< 0",
+            )
     if not elbo_after < 0.9 * elbo_before:
         failed = ctx.shared.get("vae: failed units", [])
-        hint = (f"{', '.join(failed)} failed its own check: fix that first" if failed else
-                "does train_step take a gradient DEScent step on the batch mean of reconstruction_loss + "
-                "latent_loss, with z sampled from Q(z|x) (sample_z), not its mean?")
-        return Outcome(False, f"{STEP}: {seen}; it should drop: {hint}", value=value,
-                       threshold=f"< {-0.1 * elbo_before:.0f}")
-    return Outcome(True, f"{STEP}: {seen}; both networks' weights changed", value=value,
-                   threshold=f"< {-0.1 * elbo_before:.0f}")
+        hint = (
+            f"{', '.join(failed)} failed its own check: fix that first"
+            if failed
+            else "does train_step take a gradient DEScent step on the batch mean of reconstruction_loss + "
+            "latent_loss, with z sampled from Q(z|x) (sample_z), not its mean?"
+        )
+        return Outcome(
+            False, f"{STEP}: {seen}; it should drop: {hint}", value=value, threshold=f"< {-0.1 * elbo_before:.0f}"
+        )
+    return Outcome(
+        True, f"{STEP}: {seen}; both networks' weights changed", value=value, threshold=f"< {-0.1 * elbo_before:.0f}"
+    )
 
 
 # ------------------------------------------------------------------ the trainings
@@ -337,39 +432,49 @@ def check_training(z_dim):
         # 2. Encoding: the grader's code rebuilds the encoder (a new process, never the submission)
         # and encodes the test images, in a secret order.
         t = time.monotonic()
-        ctx.progress(f"z_dim {z_dim}: encoding the {len(data.test.images):,} test images with the encoder "
-                     "rebuilt by the grader")
+        ctx.progress(
+            f"z_dim {z_dim}: encoding the {len(data.test.images):,} test images with the encoder rebuilt by the grader"
+        )
         with measured.Measurement(ctx, f"the encoder ({ENCODER})") as measure:
             handle = measure.rebuild(*encoder_model)
             measure.matches(handle, probes, [probe_mean, probe_sd], "the means and sds of Q(z|x)")
             images = data.test.images[secret.permutation(len(data.test.images))]
-            encoded = [expect_encoding(measure.predict(handle, images[i:i + EVAL_BATCH], outputs=2),
-                                       len(images[i:i + EVAL_BATCH]), z_dim)
-                       for i in range(0, len(images), EVAL_BATCH)]
+            encoded = [
+                expect_encoding(
+                    measure.predict(handle, images[i : i + EVAL_BATCH], outputs=2),
+                    len(images[i : i + EVAL_BATCH]),
+                    z_dim,
+                )
+                for i in range(0, len(images), EVAL_BATCH)
+            ]
         mean, sd = (np.concatenate(column) for column in zip(*encoded))
         phases["encoding"] = time.monotonic() - t
 
         # 3. Decoding: the grader's code rebuilds the decoder in another new process, which gets
         # latent codes the grader samples (secret noise), never a test image.
         t = time.monotonic()
-        ctx.progress(f"z_dim {z_dim}: decoding {IW_SAMPLES} x {len(images):,} codes with the decoder rebuilt by "
-                     "the grader, in a process that never sees a test image")
+        ctx.progress(
+            f"z_dim {z_dim}: decoding {IW_SAMPLES} x {len(images):,} codes with the decoder rebuilt by "
+            "the grader, in a process that never sees a test image"
+        )
         with measured.Measurement(ctx, f"the decoder ({DECODER})") as measure:
             handle = measure.rebuild(*decoder_model)
             measure.matches(handle, probe_z.astype(np.float32), [probe_logits], "the logits")
 
             def decoded(z):
-                return expect_array(measure.predict(handle, z.astype(np.float32)), f"the decoder ({DECODER})",
-                                    shape=(len(z), 28, 28, 1))
+                return expect_array(
+                    measure.predict(handle, z.astype(np.float32)), f"the decoder ({DECODER})", shape=(len(z), 28, 28, 1)
+                )
+
             log_weights, reconstruction = np.empty((IW_SAMPLES, len(images))), None
             low, high = np.inf, -np.inf
             for k in range(IW_SAMPLES):
                 z = mean + sd * secret.standard_normal(mean.shape)
                 nll = np.empty(len(images))
                 for i in range(0, len(images), EVAL_BATCH):
-                    logits = decoded(z[i:i + EVAL_BATCH])
+                    logits = decoded(z[i : i + EVAL_BATCH])
                     low, high = min(low, float(logits.min())), max(high, float(logits.max()))
-                    nll[i:i + EVAL_BATCH] = bernoulli_nll(images[i:i + EVAL_BATCH], logits)
+                    nll[i : i + EVAL_BATCH] = bernoulli_nll(images[i : i + EVAL_BATCH], logits)
                 if k == 0:
                     reconstruction = nll  # the ELBO's reconstruction term: one sample of z per image
                 log_weights[k] = -nll + log_normal(z, 0, 1) - log_normal(z, mean, sd)
@@ -386,50 +491,66 @@ def check_training(z_dim):
         phases["decoding"] = time.monotonic() - t
 
         nelbo = float(np.mean(reconstruction + kl))
-        message = (f"z_dim {z_dim}: test -ELBO {nelbo:.2f} = reconstruction {reconstruction.mean():.2f} + "
-                   f"KL {kl.mean():.2f}; importance-weighted -log p(x) (K={IW_SAMPLES}) {-log_px.mean():.2f} "
-                   f"nats per image")
+        message = (
+            f"z_dim {z_dim}: test -ELBO {nelbo:.2f} = reconstruction {reconstruction.mean():.2f} + "
+            f"KL {kl.mean():.2f}; importance-weighted -log p(x) (K={IW_SAMPLES}) {-log_px.mean():.2f} "
+            f"nats per image"
+        )
         passed = nelbo <= threshold
         if not passed:
             message += f"; above the threshold {threshold} (the reference reaches {reference}); " + diagnosis(
-                ctx, z_dim, reconstruction.mean(), kl.mean(), low, high)
-        details = {"reconstruction": float(reconstruction.mean()), "kl": float(kl.mean()),
-                   "iw_nll": float(-log_px.mean()), "iw_samples": IW_SAMPLES, "logits_range": [low, high],
-                   "weights_mb": round(sum(w.nbytes for w in encoder_model[1] + decoder_model[1]) / 2**20, 2),
-                   "training_s": round(phases["training"], 2),
-                   "evaluation_s": round(phases["encoding"] + phases["decoding"], 2),
-                   "phases_s": {k: round(v, 2) for k, v in phases.items()}}
+                ctx, z_dim, reconstruction.mean(), kl.mean(), low, high
+            )
+        details = {
+            "reconstruction": float(reconstruction.mean()),
+            "kl": float(kl.mean()),
+            "iw_nll": float(-log_px.mean()),
+            "iw_samples": IW_SAMPLES,
+            "logits_range": [low, high],
+            "weights_mb": round(sum(w.nbytes for w in encoder_model[1] + decoder_model[1]) / 2**20, 2),
+            "training_s": round(phases["training"], 2),
+            "evaluation_s": round(phases["encoding"] + phases["decoding"], 2),
+            "phases_s": {k: round(v, 2) for k, v in phases.items()},
+        }
         if isinstance(plot, SubmissionError):
             details["plot_error"] = plot.message
         elif plot is not None:
             details["plot"] = plot
         return Outcome(passed, message, value=nelbo, threshold=f"<= {threshold}", details=details)
+
     return run
 
 
 def diagnosis(ctx, z_dim, reconstruction, kl, low, high):
     """The likely bug of a training whose -ELBO is above the threshold, from what the grader saw."""
     if 0 <= low and high <= 1:
-        return (f"likely bug: the decoder outputs probabilities (a sigmoid on its last layer) that are used as "
-                f"logits: all its outputs lie in [{low:.3g}, {high:.3g}]. With logits in [0, 1] no pixel can be "
-                f"dark, and training drives them to 0 (p = 0.5 everywhere: a reconstruction of 784 ln 2 = "
-                f"{ALL_PIXELS_HALF:.2f} nats, and a KL of 0 since z is of no use); {DECODER} must output logits")
+        return (
+            f"likely bug: the decoder outputs probabilities (a sigmoid on its last layer) that are used as "
+            f"logits: all its outputs lie in [{low:.3g}, {high:.3g}]. With logits in [0, 1] no pixel can be "
+            f"dark, and training drives them to 0 (p = 0.5 everywhere: a reconstruction of 784 ln 2 = "
+            f"{ALL_PIXELS_HALF:.2f} nats, and a KL of 0 since z is of no use); {DECODER} must output logits"
+        )
     if abs(reconstruction - ALL_PIXELS_HALF) < 0.01 * ALL_PIXELS_HALF and kl < 0.5:
-        return (f"likely bug: a reconstruction of 784 ln 2 = {ALL_PIXELS_HALF:.2f} nats with a KL of 0 is a decoder "
-                f"whose logits are all 0 (p = 0.5 for every pixel) whatever z: probabilities used as logits "
-                f"({DECODER}), or a decoder that did not learn")
+        return (
+            f"likely bug: a reconstruction of 784 ln 2 = {ALL_PIXELS_HALF:.2f} nats with a KL of 0 is a decoder "
+            f"whose logits are all 0 (p = 0.5 for every pixel) whatever z: probabilities used as logits "
+            f"({DECODER}), or a decoder that did not learn"
+        )
     if kl > 4 * z_dim + 40:
         return "the KL term is very large: is the latent loss missing from the training loss (VAE.train_step)?"
     failed = ctx.shared.get("vae: failed units", [])
     if failed:
         return f"see the failed unit checks ({', '.join(failed)})"
-    return (f"every unit check passed, so look at the training: {STEP} (the loss it minimises, the batch mean of "
-            f"reconstruction + latent loss, and the variables it updates) and the hyperparameters of parse_args "
-            f"(layers, learning rate, epochs, batch size)")
+    return (
+        f"every unit check passed, so look at the training: {STEP} (the loss it minimises, the batch mean of "
+        f"reconstruction + latent loss, and the variables it updates) and the hyperparameters of parse_args "
+        f"(layers, learning rate, epochs, batch size)"
+    )
 
 
 def unit(function, check):
     """A unit check that records its failure for the trainings' diagnosis."""
+
     def run(ctx):
         try:
             outcome = check(ctx)
@@ -439,6 +560,7 @@ def unit(function, check):
         if not outcome.passed:
             ctx.shared.setdefault("vae: failed units", []).append(function)
         return outcome
+
     return run
 
 
@@ -461,8 +583,14 @@ def plot_model(ctx, decode, z_dim, originals, means):
         quantiles = np.array([NormalDist().inv_cdf(q) for q in np.linspace(0.05, 0.95, GRID)])
         codes = np.stack(np.meshgrid(quantiles, quantiles[::-1]), axis=-1).reshape(-1, 2)  # z2 grows upwards
         grid = probabilities(decode(codes))
-    return plot_vae(ctx.plots_dir / f"{ctx.assignment.name}-z{z_dim}.png", samples, originals / 255, reconstructions,
-                    grid, title=f"VAE, z_dim {z_dim}")
+    return plot_vae(
+        ctx.plots_dir / f"{ctx.assignment.name}-z{z_dim}.png",
+        samples,
+        originals / 255,
+        reconstructions,
+        grid,
+        title=f"VAE, z_dim {z_dim}",
+    )
 
 
 def tiles(images, columns):
@@ -473,7 +601,7 @@ def tiles(images, columns):
     out = np.ones((rows * (height + 1) - 1, columns * (width + 1) - 1))
     for index, image in enumerate(images):
         r, c = divmod(index, columns)
-        out[r * (height + 1):r * (height + 1) + height, c * (width + 1):c * (width + 1) + width] = image
+        out[r * (height + 1) : r * (height + 1) + height, c * (width + 1) : c * (width + 1) + width] = image
     return out
 
 
@@ -481,8 +609,10 @@ def plot_vae(path, samples, originals, reconstructions, grid=None, title="VAE"):
     """One figure: prior samples (8 x 8), originals above their reconstructions (2 blocks of 8),
     and the latent grid when given. Arrays [N, 28, 28, 1] with values in [0, 1]. Returns the path."""
     pairs = np.concatenate([originals[:8], reconstructions[:8], originals[8:16], reconstructions[8:16]])
-    panels = [("samples from the prior N(0, I)", tiles(samples, 8)),
-              ("test images (rows 1, 3) and their reconstructions (rows 2, 4)", tiles(pairs, 8))]
+    panels = [
+        ("samples from the prior N(0, I)", tiles(samples, 8)),
+        ("test images (rows 1, 3) and their reconstructions (rows 2, 4)", tiles(pairs, 8)),
+    ]
     if grid is not None:
         panels.append(("decoded latent grid (normal quantiles 5%..95%)", tiles(grid, GRID)))
     fig, axes = figure(5 * len(panels), 5.4, nrows=1, ncols=len(panels))
@@ -503,20 +633,52 @@ ASSIGNMENT = Assignment(
     expected_time="about 4 minutes",
     prepare=mnist,
     checks=(
-        Check("encoder: mean and positive sd", unit(ENCODER, check_encoder), functions=(ENCODER,),
-              description="Q(z|x) has a mean and a positive sd per latent variable"),
-        Check("decoder: logits", unit(DECODER, check_decoder), functions=(DECODER,),
-              description="one logit (any real number) per pixel"),
-        Check("sample: reparametrized", unit("sample_z", check_reparametrized), functions=("sample_z",),
-              description="gradients reach mean and sd"),
-        Check("latent loss: analytic KL", unit("latent_loss", check_latent_loss), functions=("latent_loss",),
-              description="KL(Q(z|x) || N(0, I)) summed over z"),
-        Check("reconstruction loss: sum over pixels", unit("reconstruction_loss", check_reconstruction_loss),
-              functions=("reconstruction_loss",), description="-log P(x|z), Bernoulli, summed over pixels"),
-        Check("train step: lowers the -ELBO", unit(STEP, check_train_step), functions=(STEP,),
-              description=f"one epoch on {STEP_IMAGES} images lowers their -ELBO and updates both networks"),
-    ) + tuple(
-        Check(f"test -ELBO, z_dim {z}", check_training(z), points=3, functions=UNITS + (STEP,), training=True,
-              description=f"test-set negative ELBO <= {threshold} nats per image")
-        for z, (_, threshold) in CONFIGS.items()),
+        Check(
+            "encoder: mean and positive sd",
+            unit(ENCODER, check_encoder),
+            functions=(ENCODER,),
+            description="Q(z|x) has a mean and a positive sd per latent variable",
+        ),
+        Check(
+            "decoder: logits",
+            unit(DECODER, check_decoder),
+            functions=(DECODER,),
+            description="one logit (any real number) per pixel",
+        ),
+        Check(
+            "sample: reparametrized",
+            unit("sample_z", check_reparametrized),
+            functions=("sample_z",),
+            description="gradients reach mean and sd",
+        ),
+        Check(
+            "latent loss: analytic KL",
+            unit("latent_loss", check_latent_loss),
+            functions=("latent_loss",),
+            description="KL(Q(z|x) || N(0, I)) summed over z",
+        ),
+        Check(
+            "reconstruction loss: sum over pixels",
+            unit("reconstruction_loss", check_reconstruction_loss),
+            functions=("reconstruction_loss",),
+            description="-log P(x|z), Bernoulli, summed over pixels",
+        ),
+        Check(
+            "train step: lowers the -ELBO",
+            unit(STEP, check_train_step),
+            functions=(STEP,),
+            description=f"one epoch on {STEP_IMAGES} images lowers their -ELBO and updates both networks",
+        ),
+    )
+    + tuple(
+        Check(
+            f"test -ELBO, z_dim {z}",
+            check_training(z),
+            points=3,
+            functions=UNITS + (STEP,),
+            training=True,
+            description=f"test-set negative ELBO <= {threshold} nats per image",
+        )
+        for z, (_, threshold) in CONFIGS.items()
+    ),
 )

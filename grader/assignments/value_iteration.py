@@ -55,9 +55,11 @@ Plots (--plots DIR): DIR/value_iteration-maps.png, each map graded so far: the s
 values as a heat map, its policy as arrows (red where the action is not optimal), holes and
 goal marked, and the measured success rate.
 """
+
 import gymnasium as gym
 import numpy as np
-from gymnasium.envs.toy_text.frozen_lake import MAPS as MAPS_OF_GYMNASIUM, generate_random_map
+from gymnasium.envs.toy_text.frozen_lake import MAPS as MAPS_OF_GYMNASIUM
+from gymnasium.envs.toy_text.frozen_lake import generate_random_map
 
 from ..sandbox import SubmissionError, expect_array
 from ..spec import Assignment, Check, Limits, Outcome
@@ -67,13 +69,13 @@ from ._stats import rate_tolerance, sci
 ACTIONS = 4  # FrozenLake: 0 left, 1 down, 2 right, 3 up
 ARROWS = "←↓→↑"
 UNIT_SIZE, UNIT_HOLES, UNIT_GAMMA = 6, 0.25, 0.9  # the unit checks' random map: size, fraction of holes, gamma
-UNIT_THETA = 1e-6   # value_iteration's unit check: small enough for a few hundred sweeps
-ATOL = 1e-6         # q_values, sweep: float64 sums of a few products (float32 arithmetic is within 1e-6 too)
-TIE = 1e-9          # a policy's action counts as greedy if its q is within TIE of the best one
+UNIT_THETA = 1e-6  # value_iteration's unit check: small enough for a few hundred sweeps
+ATOL = 1e-6  # q_values, sweep: float64 sums of a few products (float32 arithmetic is within 1e-6 too)
+TIE = 1e-9  # a policy's action counts as greedy if its q is within TIE of the best one
 # (map, slippery, gamma, theta)
 MAPS = (("4x4", False, 0.9, 1e-8), ("4x4", True, 0.99, 1e-8), ("8x8", False, 0.9, 1e-8), ("8x8", True, 0.99, 1e-8))
 EPISODES, EPISODES_DETERMINISTIC = 1000, 10  # played with the greedy policy on the slippery / other maps
-Z = 5.0             # the success rate's tolerance, in standard errors
+Z = 5.0  # the success rate's tolerance, in standard errors
 FALSE_FAILURE = 1e-6  # P(a correct submission fails a grading): exact binomial tails (see above)
 MAP_NAMES = {name: MAPS_OF_GYMNASIUM[name] for name in ("4x4", "8x8")}
 Q, SWEEP, VI, GREEDY = "q_values", "sweep", "value_iteration", "greedy_policy"
@@ -90,8 +92,9 @@ SUMMARY = (
     f"pick an action with the largest q(s, a) in every state; {VI} with theta {sci(UNIT_THETA)} must return "
     f"values that satisfy its stopping rule: one more sweep changes no value by theta or more. Then "
     f"{len(MAPS)} maps, 2 points each: "
-    + "; ".join(f"{map_name(name, slippery)} (gamma {gamma:g}, theta {sci(theta)})"
-                for name, slippery, gamma, theta in MAPS)
+    + "; ".join(
+        f"{map_name(name, slippery)} (gamma {gamma:g}, theta {sci(theta)})" for name, slippery, gamma, theta in MAPS
+    )
     + f". On each, {VI}'s v must satisfy the stopping rule and be within theta / (1 - gamma) of the grader's v*, "
     f"the policy {GREEDY} computes from it must lose at most 2 gamma theta / (1 - gamma)^2 of value at any state "
     f"(exact policy evaluation), and in the grader's own episodes ({EPISODES} on the slippery maps, "
@@ -125,9 +128,13 @@ class Model:
                     self.C[s, a, s2] += 0.0 if terminated else p
                     self.unweighted_R[s, a] += r
                     self.unweighted_C[s, a, s2] += 0.0 if terminated else 1.0
-        self.terminal = np.array([all(t for outcomes in self.P[s].values() for *_, t in outcomes)
-                                  and all(s2 == s for outcomes in self.P[s].values() for _, s2, *_ in outcomes)
-                                  for s in range(S)])
+        self.terminal = np.array(
+            [
+                all(t for outcomes in self.P[s].values() for *_, t in outcomes)
+                and all(s2 == s for outcomes in self.P[s].values() for _, s2, *_ in outcomes)
+                for s in range(S)
+            ]
+        )
         self._optimal = {}
 
     def q(self, v, gamma, masked=True):
@@ -205,12 +212,14 @@ def q_bugs(model, v, gamma):
         "(the value of a terminal state is 0, whatever v says)": lambda: model.q(v, gamma, masked=False),
         "gamma is missing: the next states' values are not discounted": lambda: model.q(v, 1.0),
         "the reward is missing: only gamma v(s') is averaged": lambda: model.q(v, gamma) - model.R,
-        "the outcomes are not weighted by their probabilities (summed instead of averaged)":
-            lambda: model.unweighted_R + gamma * (model.unweighted_C @ v),
+        "the outcomes are not weighted by their probabilities (summed instead of averaged)": lambda: (
+            model.unweighted_R + gamma * (model.unweighted_C @ v)
+        ),
         "a next state listed in several outcomes is counted once (the probabilities of the outcomes that "
         "lead to the same state add up)": once,
-        "v(s) of the state itself is used instead of v(s') of the next state":
-            lambda: model.R + gamma * model.C.sum(axis=2) * v[:, None],
+        "v(s) of the state itself is used instead of v(s') of the next state": lambda: (
+            model.R + gamma * model.C.sum(axis=2) * v[:, None]
+        ),
         "terminal states are not masked and gamma is missing": lambda: model.q(v, 1.0, masked=False),
         "every outcome is treated as terminal (only the rewards are averaged)": model.R,
     }
@@ -229,14 +238,25 @@ def check_q_values(ctx):
     threshold = f"<= {sci(ATOL)}"
     where = f"{Q} on a random {UNIT_SIZE}x{UNIT_SIZE} slippery map with random v, gamma {UNIT_GAMMA:g}"
     if error <= ATOL:
-        return Outcome(True, f"{where}: q(s, a) matches for all {model.states} states", value=f"{error:.1e}",
-                       threshold=threshold)
+        return Outcome(
+            True, f"{where}: q(s, a) matches for all {model.states} states", value=f"{error:.1e}", threshold=threshold
+        )
     hint = likely_bug(got, q_bugs(model, v, UNIT_GAMMA))
     s, a = np.unravel_index(np.argmax(np.abs(got - expected)), got.shape)
-    kind = "a terminal state" if model.terminal[s] else "a state next to a terminal one" \
-        if (model.T[s] - model.C[s]).any() else "a state"
-    return Outcome(False, f"{where}: q({s}, {a}) ({kind}) is {got[s, a]:.5f}, expected {expected[s, a]:.5f}"
-                          + (f"; likely bug: {hint}" if hint else ""), value=f"{error:.1e}", threshold=threshold)
+    kind = (
+        "a terminal state"
+        if model.terminal[s]
+        else "a state next to a terminal one"
+        if (model.T[s] - model.C[s]).any()
+        else "a state"
+    )
+    return Outcome(
+        False,
+        f"{where}: q({s}, {a}) ({kind}) is {got[s, a]:.5f}, expected {expected[s, a]:.5f}"
+        + (f"; likely bug: {hint}" if hint else ""),
+        value=f"{error:.1e}",
+        threshold=threshold,
+    )
 
 
 # ------------------------------------------------------------------ sweep
@@ -249,9 +269,11 @@ def gauss_seidel(model, v, gamma):
 
 
 def in_place_message(where):
-    return (f"{where}: likely bug: the values are updated in place during the sweep (Gauss-Seidel): a state "
-            f"backed up later in the sweep sees values already updated; the synchronous backup computes "
-            f"v_(k+1) as a new array from v_k alone")
+    return (
+        f"{where}: likely bug: the values are updated in place during the sweep (Gauss-Seidel): a state "
+        f"backed up later in the sweep sees values already updated; the synchronous backup computes "
+        f"v_(k+1) as a new array from v_k alone"
+    )
 
 
 def check_sweep(ctx):
@@ -263,51 +285,65 @@ def check_sweep(ctx):
         got = ctx.sandbox.call(SWEEP, model.P, v, UNIT_GAMMA)
     except SubmissionError as failure:
         if failure.kind == "exception" and "read-only" in failure.message:
-            return Outcome(False, f"{in_place_message(where)} ({failure.message}; v arrives read-only from "
-                                  "the grader)", value="writes into v", threshold=threshold,
-                           details={"traceback": failure.details})
+            return Outcome(
+                False,
+                f"{in_place_message(where)} ({failure.message}; v arrives read-only from the grader)",
+                value="writes into v",
+                threshold=threshold,
+                details={"traceback": failure.details},
+            )
         raise
     got = expect_array(got, f"{SWEEP}(P, v, gamma)", shape=(model.states,))
     expected = model.backup(v, UNIT_GAMMA)
     error = float(np.max(np.abs(got - expected)))
     if error <= ATOL:
-        return Outcome(True, f"{where}: v_(k+1) matches for all {model.states} states", value=f"{error:.1e}",
-                       threshold=threshold)
+        return Outcome(
+            True, f"{where}: v_(k+1) matches for all {model.states} states", value=f"{error:.1e}", threshold=threshold
+        )
     q = model.q(v, UNIT_GAMMA)
     candidates = {
         "a mean over the actions instead of the max (that is the backup of the uniformly random policy, the "
         "Bellman expectation equation; the optimality equation takes the best action)": q.mean(axis=1),
         "the values are updated in place during the sweep (Gauss-Seidel): a state backed up later in the sweep "
-        "sees values already updated; the synchronous backup computes v_(k+1) from v_k alone":
-            lambda: gauss_seidel(model, v, UNIT_GAMMA),
+        "sees values already updated; the synchronous backup computes v_(k+1) from v_k alone": lambda: gauss_seidel(
+            model, v, UNIT_GAMMA
+        ),
         "a sum over the actions instead of the max": q.sum(axis=1),
         "the min over the actions instead of the max": q.min(axis=1),
         "the greedy action (argmax) instead of the largest value (max)": q.argmax(axis=1),
         "the sweep returns v unchanged": v,
     }
-    candidates |= {f"in the backup, {bug}": (lambda bugged=bugged: np.max(bugged() if callable(bugged) else bugged,
-                                                                          axis=1))
-                   for bug, bugged in q_bugs(model, v, UNIT_GAMMA).items()}
+    candidates |= {
+        f"in the backup, {bug}": (lambda bugged=bugged: np.max(bugged() if callable(bugged) else bugged, axis=1))
+        for bug, bugged in q_bugs(model, v, UNIT_GAMMA).items()
+    }
     hint = likely_bug(got, candidates)
     if ctx.failed_units(Q):
         hint = (f"{hint}; " if hint else "") + f"{Q}, which {SWEEP} may use, fails its own check: fix it first"
     s = int(np.argmax(np.abs(got - expected)))
-    return Outcome(False, f"{where}: v_(k+1)({s}) is {got[s]:.5f}, expected max_a q({s}, a) = {expected[s]:.5f}"
-                          + (f"; likely bug: {hint}" if hint else ""), value=f"{error:.1e}", threshold=threshold)
+    return Outcome(
+        False,
+        f"{where}: v_(k+1)({s}) is {got[s]:.5f}, expected max_a q({s}, a) = {expected[s]:.5f}"
+        + (f"; likely bug: {hint}" if hint else ""),
+        value=f"{error:.1e}",
+        threshold=threshold,
+    )
 
 
 # ------------------------------------------------------------------ value_iteration
 def stopping_diagnosis(ctx, model, v, gamma, theta):
     """Why v does not satisfy the stopping rule: the sweep or where the loop stopped."""
     try:
-        own = expect_array(ctx.sandbox.call(SWEEP, model.P, v, gamma), f"{SWEEP}(P, v, gamma)",
-                           shape=(model.states,))
+        own = expect_array(ctx.sandbox.call(SWEEP, model.P, v, gamma), f"{SWEEP}(P, v, gamma)", shape=(model.states,))
     except SubmissionError:
         own = None
     if own is not None and np.max(np.abs(own - model.backup(v, gamma))) > ATOL:
-        return (f"the result is close to a fixed point of the submission's {SWEEP}, which is not the Bellman "
-                f"optimality backup here: see the {SWEEP} check" if np.max(np.abs(own - v)) < theta else
-                f"the submission's {SWEEP} is not the Bellman optimality backup here: see the {SWEEP} check")
+        return (
+            f"the result is close to a fixed point of the submission's {SWEEP}, which is not the Bellman "
+            f"optimality backup here: see the {SWEEP} check"
+            if np.max(np.abs(own - v)) < theta
+            else f"the submission's {SWEEP} is not the Bellman optimality backup here: see the {SWEEP} check"
+        )
     values = model.sweeps(gamma, theta)
     K = len(values) - 1
     changes = [np.abs(b - a) for a, b in zip(values, values[1:])]
@@ -317,14 +353,20 @@ def stopping_diagnosis(ctx, model, v, gamma, theta):
     if k == 0:
         return "the loop returns the initial values v_0 = 0: no sweep was done"
     if k == 1:
-        return ("stopping too early: the values are those after the first sweep; is the change measured between "
-                "an array and itself (v overwritten before the comparison, or a sweep that writes into v)?")
+        return (
+            "stopping too early: the values are those after the first sweep; is the change measured between "
+            "an array and itself (v overwritten before the comparison, or a sweep that writes into v)?"
+        )
     if k is not None and k == mean_stop:
-        return (f"stopping too early: the loop stopped after {k} sweeps, when the mean change fell below theta; "
-                f"the rule is on the largest change, max_s |v_(k+1)(s) - v_k(s)| < theta (after {K} sweeps here)")
+        return (
+            f"stopping too early: the loop stopped after {k} sweeps, when the mean change fell below theta; "
+            f"the rule is on the largest change, max_s |v_(k+1)(s) - v_k(s)| < theta (after {K} sweeps here)"
+        )
     if k is not None:
-        return (f"stopping too early: the values are those after {k} sweeps, whose largest change was "
-                f"{changes[k - 1].max():.2e}, not yet below theta = {theta:g}; that happens after {K} sweeps")
+        return (
+            f"stopping too early: the values are those after {k} sweeps, whose largest change was "
+            f"{changes[k - 1].max():.2e}, not yet below theta = {theta:g}; that happens after {K} sweeps"
+        )
     if ctx.failed_units(Q, SWEEP):
         return f"see the failed check(s): {', '.join(ctx.failed_units(Q, SWEEP))}"
     return "stopping too early, or the loop does not repeat the sweep from the previous sweep's values"
@@ -337,8 +379,10 @@ def judge_values(ctx, model, v, gamma, theta):
     bound = theta / (1 - gamma)
     passed = residual < theta * (1 + 1e-6) and error <= bound * (1 + 1e-6)
     need = "" if passed else "must be "
-    message = (f"one more sweep changes v by at most {residual:.1e} ({need}< theta = {theta:g}, the stopping "
-               f"rule); max |v - v*| = {error:.1e} ({need}< theta / (1 - gamma) = {bound:.1e})")
+    message = (
+        f"one more sweep changes v by at most {residual:.1e} ({need}< theta = {theta:g}, the stopping "
+        f"rule); max |v - v*| = {error:.1e} ({need}< theta / (1 - gamma) = {bound:.1e})"
+    )
     if not passed:
         message += f"; likely bug: {stopping_diagnosis(ctx, model, v, gamma, theta)}"
     return passed, message, residual, error
@@ -352,15 +396,24 @@ def check_value_iteration(ctx):
     model = unit_model(ctx)
     v = ask_values(ctx, model, UNIT_GAMMA, UNIT_THETA)
     passed, message, residual, _ = judge_values(ctx, model, v, UNIT_GAMMA, UNIT_THETA)
-    return Outcome(passed, f"{VI} on a random {UNIT_SIZE}x{UNIT_SIZE} slippery map, gamma {UNIT_GAMMA:g}, theta "
-                           f"{UNIT_THETA:g}: {message}", value=f"{residual:.1e}",
-                   threshold=f"residual < {UNIT_THETA:g}")
+    return Outcome(
+        passed,
+        f"{VI} on a random {UNIT_SIZE}x{UNIT_SIZE} slippery map, gamma {UNIT_GAMMA:g}, theta {UNIT_THETA:g}: {message}",
+        value=f"{residual:.1e}",
+        threshold=f"residual < {UNIT_THETA:g}",
+    )
 
 
 # ------------------------------------------------------------------ greedy_policy
 def ask_policy(ctx, model, v, gamma):
-    return expect_array(ctx.sandbox.call(GREEDY, model.P, v, gamma), f"{GREEDY}(P, v, gamma)", kind="i",
-                        shape=(model.states,), low=0, high=ACTIONS - 1).astype(np.int64)
+    return expect_array(
+        ctx.sandbox.call(GREEDY, model.P, v, gamma),
+        f"{GREEDY}(P, v, gamma)",
+        kind="i",
+        shape=(model.states,),
+        low=0,
+        high=ACTIONS - 1,
+    ).astype(np.int64)
 
 
 def policy_hint(model, policy, v, gamma):
@@ -378,8 +431,7 @@ def policy_hint(model, policy, v, gamma):
         "argmin instead of argmax": -q,
         "the action whose intended next state has the largest value, ignoring the transition probabilities "
         "(on the slippery lake q(s, a) averages over all the outcomes of a)": aims,
-        "the policy follows the largest v(s') without the backup (q(s, a) = sum p [r + gamma v(s')])":
-            v[intended],
+        "the policy follows the largest v(s') without the backup (q(s, a) = sum p [r + gamma v(s')])": v[intended],
         "terminal states are not masked in q": model.q(v, gamma, masked=False),
     }
     rows = np.flatnonzero(active)
@@ -400,18 +452,26 @@ def check_greedy_policy(ctx):
     wrong = np.flatnonzero(~model.greedy_ok(policy, v, UNIT_GAMMA))
     where = f"{GREEDY} on a random {UNIT_SIZE}x{UNIT_SIZE} slippery map with random v, gamma {UNIT_GAMMA:g}"
     if not len(wrong):
-        return Outcome(True, f"{where}: an action with the largest q(s, a) in every state", value=0,
-                       threshold="0 non-greedy states")
+        return Outcome(
+            True,
+            f"{where}: an action with the largest q(s, a) in every state",
+            value=0,
+            threshold="0 non-greedy states",
+        )
     q = model.q(v, UNIT_GAMMA)
     s = wrong[0]
     hint = policy_hint(model, policy, v, UNIT_GAMMA)
     if ctx.failed_units(Q):
         hint = (f"{hint}; " if hint else "") + f"{Q}, which {GREEDY} may use, fails its own check: fix it first"
-    return Outcome(False, f"{where}: {len(wrong)} of {model.states} states get an action without the largest "
-                          f"q(s, a), e.g. state {s}: action {policy[s]} ({ARROWS[policy[s]]}, q {q[s, policy[s]]:.4f})"
-                          f" instead of {q[s].argmax()} ({ARROWS[q[s].argmax()]}, q {q[s].max():.4f})"
-                          + (f"; likely bug: {hint}" if hint else ""),
-                   value=len(wrong), threshold="0 non-greedy states")
+    return Outcome(
+        False,
+        f"{where}: {len(wrong)} of {model.states} states get an action without the largest "
+        f"q(s, a), e.g. state {s}: action {policy[s]} ({ARROWS[policy[s]]}, q {q[s, policy[s]]:.4f})"
+        f" instead of {q[s].argmax()} ({ARROWS[q[s].argmax()]}, q {q[s].max():.4f})"
+        + (f"; likely bug: {hint}" if hint else ""),
+        value=len(wrong),
+        threshold="0 non-greedy states",
+    )
 
 
 # ------------------------------------------------------------------ the maps
@@ -443,8 +503,9 @@ def check_map(name, slippery, gamma, theta):
             policy = ask_policy(ctx, model, v, gamma)
         except SubmissionError as failure:
             if failure.kind == "todo":  # the message keeps ending in "TODO: <function>" for the report's list
-                raise SubmissionError("todo", f"the map needs {VI} and {GREEDY}: {failure.message}",
-                                      failure.details) from None
+                raise SubmissionError(
+                    "todo", f"the map needs {VI} and {GREEDY}: {failure.message}", failure.details
+                ) from None
             raise
         values_ok, message, residual, error = judge_values(ctx, model, v, gamma, theta)
         optimal = model.optimal(gamma)
@@ -460,30 +521,49 @@ def check_map(name, slippery, gamma, theta):
         rate_min = p_best - rate_tolerance(p_best, played, z=Z) - 1e-9
         rate_ok = rate >= rate_min
         parts = [f"values: {message}"]
-        parts.append(f"policy: loses at most {loss:.1e} of value at any state ({'' if policy_ok else 'must be '}"
-                     f"<= 2 gamma theta / (1 - gamma)^2 = {loss_bound:.1e}); reaches the goal within "
-                     f"{model.horizon} steps with probability {p_policy:.3f} (optimal {p_best:.3f}), in "
-                     f"{successes} of {played} episodes ({rate:.1%}, at least {max(rate_min, 0):.1%} needed)")
+        parts.append(
+            f"policy: loses at most {loss:.1e} of value at any state ({'' if policy_ok else 'must be '}"
+            f"<= 2 gamma theta / (1 - gamma)^2 = {loss_bound:.1e}); reaches the goal within "
+            f"{model.horizon} steps with probability {p_policy:.3f} (optimal {p_best:.3f}), in "
+            f"{successes} of {played} episodes ({rate:.1%}, at least {max(rate_min, 0):.1%} needed)"
+        )
         if not (policy_ok and rate_ok):
             greedy_here = model.greedy_ok(policy, v, gamma)
             if not greedy_here.all():
                 hint = policy_hint(model, policy, v, gamma)
-                parts.append(f"likely bug: {GREEDY} is not greedy with respect to q computed from {VI}'s values in "
-                             f"{np.count_nonzero(~greedy_here)} states" + (f" ({hint})" if hint else ""))
+                parts.append(
+                    f"likely bug: {GREEDY} is not greedy with respect to q computed from {VI}'s values in "
+                    f"{np.count_nonzero(~greedy_here)} states" + (f" ({hint})" if hint else "")
+                )
             elif not values_ok:
                 parts.append(f"the policy is greedy on {VI}'s values, which are off (see above)")
         passed = values_ok and policy_ok and rate_ok
         score = None if passed else 0.5 * values_ok + 0.5 * (policy_ok and rate_ok)
         not_optimal = ~model.greedy_ok(policy, optimal, gamma) & ~model.terminal
-        details = {"values": np.round(v, 6).tolist(), "policy": policy.tolist(), "residual": residual,
-                   "error": error, "value_loss": loss, "success_probability": p_policy,
-                   "optimal_success_probability": p_best, "success_rate": rate, "episodes": played}
+        details = {
+            "values": np.round(v, 6).tolist(),
+            "policy": policy.tolist(),
+            "residual": residual,
+            "error": error,
+            "value_loss": loss,
+            "success_probability": p_policy,
+            "optimal_success_probability": p_best,
+            "success_rate": rate,
+            "episodes": played,
+        }
         maps = ctx.shared.setdefault("maps", {})
         maps[title] = (model.desc, v, policy, not_optimal, rate, gamma)
         if ctx.plots_dir:
             details["plot"] = save(draw_maps(maps), ctx.plots_dir / f"{ctx.assignment.name}-maps.png")
-        return Outcome(passed, f"{title}, gamma {gamma:g}, theta {theta:g}: " + "; ".join(parts),
-                       value=round(rate, 4), threshold=f">= {max(rate_min, 0):.3f}", score=score, details=details)
+        return Outcome(
+            passed,
+            f"{title}, gamma {gamma:g}, theta {theta:g}: " + "; ".join(parts),
+            value=round(rate, 4),
+            threshold=f">= {max(rate_min, 0):.3f}",
+            score=score,
+            details=details,
+        )
+
     return run
 
 
@@ -502,11 +582,27 @@ def draw_maps(maps):
             ink = "black" if v[s] > 0.6 * top else "white"  # readable on viridis' yellow end
             if letter in "HG":
                 axis.add_patch(_square(r, c, "black" if letter == "H" else "gold"))
-                axis.text(c, r, letter, ha="center", va="center", color="white" if letter == "H" else "black",
-                          fontsize=12, weight="bold")
+                axis.text(
+                    c,
+                    r,
+                    letter,
+                    ha="center",
+                    va="center",
+                    color="white" if letter == "H" else "black",
+                    fontsize=12,
+                    weight="bold",
+                )
                 continue
-            axis.text(c, r + (0.15 if small else 0), ARROWS[policy[s]], ha="center", va="center",
-                      fontsize=16 if small else 12, weight="bold", color="red" if not_optimal[s] else ink)
+            axis.text(
+                c,
+                r + (0.15 if small else 0),
+                ARROWS[policy[s]],
+                ha="center",
+                va="center",
+                fontsize=16 if small else 12,
+                weight="bold",
+                color="red" if not_optimal[s] else ink,
+            )
             if small:
                 axis.text(c, r - 0.3, f"{v[s]:.3f}", ha="center", va="center", color=ink, fontsize=8)
             if letter == "S":
@@ -519,6 +615,7 @@ def draw_maps(maps):
 
 def _square(row, column, color):
     from matplotlib.patches import Rectangle
+
     return Rectangle((column - 0.5, row - 0.5), 1, 1, color=color)
 
 
@@ -529,14 +626,39 @@ ASSIGNMENT = Assignment(
     summary=SUMMARY,
     expected_time="about 3 seconds",
     checks=(
-        Check("q_values: one-state Bellman backup", functions=(Q,), run=check_q_values,
-              description="q(s, a) = sum p(s', r | s, a) [r + gamma v(s')], terminal outcomes without v(s')"),
-        Check("sweep: synchronous Bellman optimality backup", functions=(SWEEP,), run=check_sweep,
-              description="v_(k+1)(s) = max_a q_k(s, a) for every state, from v_k alone"),
-        Check("greedy_policy: argmax of q", functions=(GREEDY,), run=check_greedy_policy, description="pi(s) = argmax_a q(s, a)"),
-        Check("value_iteration: stopping rule", functions=(VI,), run=check_value_iteration,
-              description="stops once max_s |v_(k+1)(s) - v_k(s)| < theta, not before"),
-    ) + tuple(Check(f"{map_name(name, slippery)}: v* and greedy policy", check_map(name, slippery, gamma, theta),
-                    points=2, description=f"gamma {gamma:g}, theta {theta:g}", functions=(Q, SWEEP, VI, GREEDY))
-              for name, slippery, gamma, theta in MAPS),
+        Check(
+            "q_values: one-state Bellman backup",
+            functions=(Q,),
+            run=check_q_values,
+            description="q(s, a) = sum p(s', r | s, a) [r + gamma v(s')], terminal outcomes without v(s')",
+        ),
+        Check(
+            "sweep: synchronous Bellman optimality backup",
+            functions=(SWEEP,),
+            run=check_sweep,
+            description="v_(k+1)(s) = max_a q_k(s, a) for every state, from v_k alone",
+        ),
+        Check(
+            "greedy_policy: argmax of q",
+            functions=(GREEDY,),
+            run=check_greedy_policy,
+            description="pi(s) = argmax_a q(s, a)",
+        ),
+        Check(
+            "value_iteration: stopping rule",
+            functions=(VI,),
+            run=check_value_iteration,
+            description="stops once max_s |v_(k+1)(s) - v_k(s)| < theta, not before",
+        ),
+    )
+    + tuple(
+        Check(
+            f"{map_name(name, slippery)}: v* and greedy policy",
+            check_map(name, slippery, gamma, theta),
+            points=2,
+            description=f"gamma {gamma:g}, theta {theta:g}",
+            functions=(Q, SWEEP, VI, GREEDY),
+        )
+        for name, slippery, gamma, theta in MAPS
+    ),
 )
