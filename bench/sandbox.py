@@ -19,8 +19,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from grader.assignments import all_assignments  # noqa: E402
+from grader.policy import bubblewrap, sandbox_user  # noqa: E402
 from grader.runner import grade  # noqa: E402
-from grader.sandbox import Sandbox, bubblewrap, sandbox_user  # noqa: E402
+from grader.sandbox import Sandbox  # noqa: E402
 from grader.spec import Limits  # noqa: E402
 
 MODES = ("none", "bubblewrap")

@@ -18,7 +18,10 @@ from pathlib import Path
 
 from . import formats
 from .assignments import all_assignments
-from .batch import (
+from .batch import (  # noqa: F401 (the command's exit statuses, with EXIT_USAGE)
+    EXIT_BUG,
+    EXIT_FAILED,
+    EXIT_PASSED,
     EXIT_USAGE,
     Settings,
     UsageError,
@@ -29,8 +32,9 @@ from .batch import (
     parse_shard,
     shard,
 )
+from .policy import bubblewrap
 from .report import SCHEMA_VERSION, VERDICTS, one_line, render, render_class
-from .sandbox import DeviceUnavailable, bubblewrap
+from .sandbox import DeviceUnavailable
 
 EXIT_INTERRUPTED = 130
 DEFAULT_OUT = "reports"
@@ -281,7 +285,9 @@ def self_test(device):
     import platform
 
     from . import secret
-    from .sandbox import Cgroup, Sandbox, sandbox_user
+    from .limits import Cgroup
+    from .policy import sandbox_user
+    from .sandbox import Sandbox
     from .spec import Limits
 
     results = []

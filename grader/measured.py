@@ -34,7 +34,8 @@ if __package__:  # the grader's side (in the measurement sandbox this file is a 
     import re
     from pathlib import Path
 
-    from .sandbox import Sandbox, SubmissionError, expect_array, expect_handle
+    from .answers import expect_array, expect_handle
+    from .sandbox import Sandbox, SubmissionError
 
     SOURCE = Path(__file__).read_bytes()
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import notebook, secret
+from . import child, notebook, secret
 from .report import CheckResult, Report
-from .sandbox import DeviceUnavailable, Sandbox, SubmissionError
+from .sandbox import DeviceUnavailable, Sandbox, SubmissionError, printable
 from .spec import Outcome
 
 
@@ -99,6 +99,10 @@ class Context:
             program = notebook.program(self.submission, self.source, limits.max_submission_bytes)
         except notebook.NotebookError as error:
             return notebook.Program(b""), SubmissionError("notebook", str(error))
+        if len(program.code) <= limits.max_submission_bytes:  # (the sandbox refuses a larger one)
+            syntax = syntax_error(program, str(self.submission))
+            if syntax is not None:
+                return program, syntax
         if program.cells and len(program.code) > limits.max_submission_bytes:
             return program, SubmissionError(
                 "too_large",
@@ -217,6 +221,21 @@ def _prepared(function):
     return function()
 
 
+def syntax_error(program, display):
+    """The submission's syntax error, told before any sandbox (or TensorFlow) starts: compile()
+    runs none of its code. Worded as the child words it (grader/child.py), or None."""
+    name = "<submission>"  # (no file of that name: Python takes the line it shows from the code itself)
+    try:
+        compile(program.code, name, "exec", dont_inherit=True)
+    except SyntaxError as error:
+        _, message = child.describe_exception(error, name, program.cells)
+        details = child.traceback_text(error, {"submission": name, "cells": program.cells, "display": display})
+        return SubmissionError("syntax", f"{printable(message)} in {display}", printable(details, newlines=True))
+    except (ValueError, RecursionError, MemoryError):
+        return None  # (e.g. a null byte, a deep nesting: the child reports it as it imports the file)
+    return None
+
+
 def grade(
     assignment,
     submission,
@@ -248,7 +267,7 @@ def grade(
             error = failure
         start_s, start_cpu = time.monotonic() - t0, ctx.cpu_seconds()
         for check in assignment.graded_checks:
-            if progress:
+            if progress and error is None:  # (nothing to list when the file cannot be imported)
                 progress(check.name)
             t, cpu = time.monotonic(), ctx.cpu_seconds()
             if error is not None:

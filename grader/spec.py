@@ -2,7 +2,7 @@
 
 Each assignment is one module in grader/assignments/ that defines `ASSIGNMENT = Assignment(...)`.
 A check is a function `check(ctx) -> Outcome` that asks the submission questions through
-`ctx.sandbox` (see grader/sandbox.py) and measures the answers itself.
+`ctx.sandbox` (see grader/sandbox.py), validates them (grader/answers.py) and measures them itself.
 """
 
 from collections.abc import Callable

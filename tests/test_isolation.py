@@ -1,4 +1,4 @@
-"""The isolation machinery itself (grader/sandbox.py): what the sandbox binds, the GPU nodes it
+"""The isolation machinery itself (grader/sandbox.py, policy.py, limits.py): what the sandbox binds, the GPU nodes it
 adds, and limits that hold over every process of the sandbox, with or without a cgroup.
 (Hostile submissions graded end to end are in test_sandbox.py.)"""
 
@@ -12,18 +12,21 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from grader import limits, policy
 from grader import sandbox as sb
 from grader.spec import Limits
 
 
 def test_bubblewrap_is_there():
     """CI installs bubblewrap (./run): the sandbox tests run there, never skipped."""
-    path, reason = sb.bubblewrap()
+    path, reason = policy.bubblewrap()
     assert path is not None, reason
 
 
 def arguments(device="cpu", tensorflow=True):
-    return sb.bwrap_arguments("bandits", Limits(), device, tensorflow, {"child": 5, "submission": 6, "passwd": 7})
+    return policy.bwrap_arguments(
+        "bandits", Limits(), device, tensorflow, {"child": 5, "wire": 9, "submission": 6, "passwd": 7}
+    )
 
 
 def test_the_sandbox_sees_only_python_read_only():
@@ -46,7 +49,7 @@ def test_the_sandbox_sees_only_python_read_only():
     assert args[args.index("--size") + 1] == str(Limits().disk_mb << 20)
     tmp = args.index("/tmp")  # the writable tmpfs before the binds: Python may live under the host's /tmp
     assert args[tmp - 1] == "--tmpfs" and tmp < min(
-        i for i, a in enumerate(args) if a == "--ro-bind" and args[i + 1] in map(str, sb.python_folders())
+        i for i, a in enumerate(args) if a == "--ro-bind" and args[i + 1] in map(str, policy.python_folders())
     )
 
 
@@ -54,7 +57,7 @@ def test_gpu_nodes_are_bound_only_for_a_gpu(tmp_path, monkeypatch):
     for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "null", "nvidia-foo"):
         (tmp_path / name).touch()
     (tmp_path / "nvidia-caps").mkdir()
-    args = sb.gpu_binds(str(tmp_path))
+    args = policy.gpu_binds(str(tmp_path))
     bound = [args[i + 1] for i, a in enumerate(args) if a == "--dev-bind"]
     assert sorted(Path(p).name for p in bound) == [
         "nvidia-caps",
@@ -65,8 +68,8 @@ def test_gpu_nodes_are_bound_only_for_a_gpu(tmp_path, monkeypatch):
         "nvidiactl",
     ]
     assert args[args.index("--dev-bind") + 2].startswith("/dev/nvidia")
-    assert sb.gpu_binds(str(tmp_path / "nvidia-caps")) == []  # no nodes: nothing bound, not even /sys
-    monkeypatch.setattr(sb, "gpu_binds", lambda dev="/dev": ["--dev-bind", "/dev/nvidia0", "/dev/nvidia0"])
+    assert policy.gpu_binds(str(tmp_path / "nvidia-caps")) == []  # no nodes: nothing bound, not even /sys
+    monkeypatch.setattr(policy, "gpu_binds", lambda dev="/dev": ["--dev-bind", "/dev/nvidia0", "/dev/nvidia0"])
     assert "/dev/nvidia0" in arguments("gpu") and "/dev/nvidia0" in arguments("auto")
     assert "/dev/nvidia0" not in arguments("cpu") and "/dev/nvidia0" not in arguments("gpu", tensorflow=False)
 
@@ -100,8 +103,8 @@ def marker():
 @pytest.fixture(params=["cgroup", "namespace"])
 def limits_by(request, monkeypatch):
     if request.param == "namespace":
-        monkeypatch.setattr(sb.Cgroup, "create", classmethod(lambda cls, limits: None))
-    elif sb.Cgroup.create(Limits()) is None:
+        monkeypatch.setattr(limits.Cgroup, "create", classmethod(lambda cls, limits: None))
+    elif limits.Cgroup.create(Limits()) is None:
         pytest.skip("no cgroup can be created here: the limits are held by scanning the PID namespace")
     return request.param
 
@@ -135,11 +138,11 @@ def test_nothing_is_left_after_closing(limits_by):
     with pytest.raises(sb.SubmissionError):
         box.call("bomb", 5, timeout=2)  # five detached sleepers, then a time-out
     box.close()
-    assert outer not in sb.process_table()
+    assert outer not in limits.process_table()
     deadline = time.monotonic() + 10  # killed processes may stay zombies for a moment, holding nothing
-    while time.monotonic() < deadline and any(row[5] == namespace for row in sb.process_table().values()):
+    while time.monotonic() < deadline and any(row[5] == namespace for row in limits.process_table().values()):
         time.sleep(0.1)
-    assert not any(row[5] == namespace for row in sb.process_table().values())
+    assert not any(row[5] == namespace for row in limits.process_table().values())
     if cgroup is not None:
         assert not any(folder.exists() for folder in cgroup.folders)
 
@@ -155,34 +158,34 @@ def test_without_bubblewrap_the_child_still_runs_and_is_cleaned_up(tmp_path):
 def test_the_policy_is_part_of_every_sandbox():
     """Seccomp by descriptor, /proc's root-only files read-only, no pseudo-terminals (no --dev);
     with staged folders (the grader as root) the Python folders are bound from their stage."""
-    args = sb.bwrap_arguments(
-        "bandits", Limits(), "cpu", False, {"child": 5, "submission": 6, "passwd": 7, "seccomp": 8}
+    args = policy.bwrap_arguments(
+        "bandits", Limits(), "cpu", False, {"child": 5, "wire": 9, "submission": 6, "passwd": 7, "seccomp": 8}
     )
     assert args[args.index("--seccomp") + 1] == "8"
     assert "--dev" not in args and "--ro-bind" in args
     assert [args[i + 1] for i, a in enumerate(args) if a == "--ro-bind" and args[i + 1] == "/proc/sys"]
     assert args.index("/proc/sys") > args.index("--proc")
-    folder = sb.python_folders()[0]
-    staged = sb.bwrap_arguments(
-        "bandits", Limits(), "cpu", False, {"child": 5, "submission": 6, "passwd": 7}, {folder: "/stage/0"}
+    folder = policy.python_folders()[0]
+    staged = policy.bwrap_arguments(
+        "bandits", Limits(), "cpu", False, {"child": 5, "wire": 9, "submission": 6, "passwd": 7}, {folder: "/stage/0"}
     )
     assert staged[staged.index("/stage/0") + 1] == str(folder)
-    assert len(sb.seccomp_program()) > 0 and len(sb.seccomp_program()) % 8 == 0  # BPF instructions
+    assert len(policy.seccomp_program()) > 0 and len(policy.seccomp_program()) % 8 == 0  # BPF instructions
 
 
 def test_root_runs_the_sandbox_as_an_unprivileged_user(monkeypatch):
     monkeypatch.setattr(sb.os, "geteuid", lambda: 0)
     monkeypatch.delenv("GRADER_SANDBOX_UID", raising=False)
-    assert sb.sandbox_user() == (65533, 65533)
-    prefix = sb.drop_privileges()
+    assert policy.sandbox_user() == (65533, 65533)
+    prefix = policy.drop_privileges()
     assert prefix[prefix.index("--reuid") + 1] == "65533" and "--clear-groups" in prefix and prefix[-1] == "--"
     monkeypatch.setenv("GRADER_SANDBOX_UID", "1234")
-    assert sb.sandbox_user() == (1234, 1234)
+    assert policy.sandbox_user() == (1234, 1234)
     monkeypatch.setenv("GRADER_SANDBOX_UID", "0")
     with pytest.raises(RuntimeError, match="must not be 0"):
-        sb.sandbox_user()
+        policy.sandbox_user()
     monkeypatch.setattr(sb.os, "geteuid", lambda: 1000)
-    assert sb.sandbox_user() is None and sb.drop_privileges() == []
+    assert policy.sandbox_user() is None and policy.drop_privileges() == []
 
 
 LIBRARIES = """
@@ -213,8 +216,8 @@ def fake_dev():
 def test_tensorflow_numpy_and_gymnasium_work_under_the_policy_with_the_gpu_binds(fake_dev, monkeypatch):
     """The references' libraries under the seccomp policy, with the GPU path's arguments built
     against a fake /dev (empty files named as NVIDIA's nodes: bound, never a real device)."""
-    real = sb.gpu_binds
-    monkeypatch.setattr(sb, "gpu_binds", lambda dev="/dev": real(str(fake_dev)))
+    real = policy.gpu_binds
+    monkeypatch.setattr(policy, "gpu_binds", lambda dev="/dev": real(str(fake_dev)))
     with sb.Sandbox(
         LIBRARIES.encode(), "libraries", Limits(start_time=300, time=120), device="auto", tensorflow=True
     ) as box:

@@ -1,5 +1,5 @@
 """Verdicts do not depend on the machine's load: time limits are CPU seconds of the sandbox, with a
-wall-clock backstop (grader/sandbox.py, `Deadline`).
+wall-clock backstop (grader/limits.py, `Deadline`).
 
 On a machine oversubscribed four times (4 busy processes per core beside the grading), a correct
 reference keeps its verdict, also under a CPU limit so tight that a wall-clock limit of the same
@@ -49,11 +49,11 @@ def test_a_correct_reference_keeps_its_verdict_on_an_oversubscribed_machine(over
     # grader before issue 15) fail the reference on the busy machine.
     report = grade("value_iteration", time=1)
     assert report["status"] == "passed", [c["message"] for c in report["checks"] if not c["passed"]]
-    from grader import sandbox
+    from grader import limits
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(
-            sandbox.Deadline,
+            limits.Deadline,
             "exceeded",
             lambda self, fresh=True: (
                 f"{self.wall():.2f} wall seconds of {self.limit:g}" if self.wall() > self.limit else None

@@ -5,8 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from grader import child as wire
-from grader.sandbox import Handle, SubmissionError, child_environment, expect_array, expect_handle
+from grader import child, wire
+from grader.answers import expect_array, expect_handle
+from grader.policy import child_environment
+from grader.sandbox import Handle, SubmissionError
 
 
 def roundtrip(header, arrays=(), max_bytes=1 << 30):
@@ -38,7 +40,7 @@ def test_arrays_and_values_roundtrip():
 def test_objects_become_handles_only_on_the_child_side():
     with pytest.raises(wire.ProtocolError):
         wire.encode(object(), [])
-    handles = wire.Handles()
+    handles = child.Handles()  # (the child's side of the wire)
     assert wire.encode(object(), [], handles) == {"$handle": 1}
     assert wire.encode(np.array(["a"], dtype=object), [], handles) == {"$handle": 2}
 

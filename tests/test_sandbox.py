@@ -36,7 +36,7 @@ import pytest
 from conftest import REPO, run_grader, variant
 from grader import secret
 from grader.assignments import all_assignments
-from grader.sandbox import bubblewrap
+from grader.policy import bubblewrap
 
 SOLUTION = (REPO / "solutions/bandits.py").read_text()
 TEMPLATE = (REPO / "assignments/bandits.py").read_text()
@@ -738,10 +738,10 @@ def test_files_in_the_sandboxs_memory_count_towards_its_limit(bwrap, submission,
     root: /root, /etc) with a 300 MiB limit: held in memory, they must be counted (a cgroup
     counts them), or refused. Without a cgroup (a user who cannot make one) the grader measures
     the processes of the sandbox: graded in-process here with cgroups made unavailable."""
-    from grader import runner, sandbox
+    from grader import limits, runner
 
     if not cgroup:
-        monkeypatch.setattr(sandbox.Cgroup, "create", classmethod(lambda cls, limits: None))
+        monkeypatch.setattr(limits.Cgroup, "create", classmethod(lambda cls, limits: None))
     bandits = all_assignments()["bandits"]
     report = runner.grade(
         bandits, submission(hostile(TMPFS_FILES, MARKER=marker)), limits=bandits.limits.override(memory_mb=300)
@@ -1087,7 +1087,7 @@ def grader_as(mode, place, *args, timeout=900):
     command = [sys.executable, "-m", "grader", *map(str, args)]
     if mode == "root":
         return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    from grader.sandbox import python_folders
+    from grader.policy import python_folders
 
     script, stage = [], place / ".stage"
     for i, folder in enumerate(python_folders()):
@@ -1183,7 +1183,7 @@ def test_no_root_on_the_host_behind_the_sandbox(bwrap, place, mode):
     """Where the grader is root, the sandbox's processes are an unprivileged uid on the host: the
     sysctls (core_pattern), sysrq-trigger and other root-only files of /proc cannot be written,
     /proc/self/uid_map maps to no 0, and every system call of the seccomp policy fails with EPERM."""
-    from grader.sandbox import DENIED_SYSCALLS
+    from grader.policy import DENIED_SYSCALLS
 
     before = Path(HARMLESS_SYSCTL).read_text()
     pattern = Path("/proc/sys/kernel/core_pattern").read_text()
@@ -1364,9 +1364,9 @@ def test_a_venv_through_a_link_works_and_a_broken_interpreter_is_the_graders_err
         timeout=300,
     )
     assert linked.returncode == 0, linked.stdout + linked.stderr
-    from grader import cli, sandbox
+    from grader import cli, policy
 
-    monkeypatch.setattr(sandbox, "interpreter", lambda: "/nonexistent/bin/python")
+    monkeypatch.setattr(policy, "interpreter", lambda: "/nonexistent/bin/python")
     assert cli.main([str(REPO / "solutions/bandits.py"), "--quiet", *FAST]) == 3
     captured = capsys.readouterr()
     assert "bwrap: execvp /nonexistent/bin/python: No such file or directory" in captured.out + captured.err

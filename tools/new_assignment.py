@@ -96,7 +96,7 @@ the grader's secret generator, and compares them with the grader's own returns.
 """
 import numpy as np
 
-from ..sandbox import expect_array
+from ..answers import expect_array
 from ..spec import Assignment, Check, Limits, Outcome
 from ._shared import likely_bug
 from ._stats import sci

@@ -43,7 +43,8 @@ import gymnasium as gym
 import numpy as np
 
 from .. import measured
-from ..sandbox import Service, SubmissionError, expect_array, expect_handle
+from ..answers import expect_array, expect_handle
+from ..sandbox import Service, SubmissionError
 from ..spec import Check, Outcome
 from ._shared import figure, save
 
@@ -103,7 +104,8 @@ class TrainingEpisodes:
 
     def __init__(self, rng, transform, budget=None, time_limit=None, progress=None, record=False):
         self.rng, self.transform, self.budget, self.progress = rng, transform, budget, progress
-        # time_limit: the sandbox's Deadline (CPU seconds, wall-clock backstop), or wall seconds (bench/)
+        # time_limit: the sandbox's Deadline (CPU seconds, wall-clock backstop), or wall seconds (the
+        # course's repository's bench/)
         self.deadline = (
             time_limit if hasattr(time_limit, "exceeded") else (time.monotonic() + time_limit if time_limit else None)
         )

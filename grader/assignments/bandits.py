@@ -21,7 +21,7 @@ reference's mean as a dashed line.
 
 import numpy as np
 
-from ..sandbox import expect_array, expect_handle
+from ..answers import expect_array, expect_handle
 from ..spec import Assignment, Check, Limits, Outcome
 from ._shared import figure, likely_bug, save
 from ._stats import chi2_tail, false_fail, mean_tolerance, normal_tail, rate_tolerance, sci

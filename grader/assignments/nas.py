@@ -66,7 +66,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sandbox import Service, SubmissionError, expect_array, expect_handle
+from ..answers import expect_array, expect_handle
+from ..sandbox import Service, SubmissionError
 from ..spec import Assignment, Check, Limits, Outcome
 from ._shared import figure, likely_bug, save
 

@@ -46,7 +46,7 @@ only when one of them fails.
 
 import numpy as np
 
-from ..sandbox import expect_array
+from ..answers import expect_array
 from ..spec import Assignment, Check, Limits, Outcome
 from . import _reinforce as common
 

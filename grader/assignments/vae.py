@@ -31,7 +31,8 @@ a submission passes a configuration with a test -ELBO of at most THRESHOLD, the 
 margin of a few nats, which covers differences between seeds (about 1 nat) and reasonable
 choices of architecture, but not a missing KL term or a broken decoder (tens of nats).
 
-Measured with the grader's measuring (`python bench/vae.py --seed 42 [--solution FILE]`, 2026-11-29,
+Measured with the grader's measuring (`python bench/vae.py --seed 42 [--solution FILE]` in the course's repository,
+2026-11-29,
 encoder and decoder rebuilt by grader/measured.py, secret noise): the reference reaches 145.26 (z_dim 2) and 103.66 (z_dim 100); before issue 15, 144.36/144.21 and 103.15/102.79 with seeds 42/7; thresholds 150 and 107. Variants a student might write: sd = exp(log-variance / 2) (Rescaling and an exponential Activation): 144.09 and 103.83 (z_dim 2 and 100); hidden layers of 256 units: 146.98 and 104.93 (z_dim 2 and 100).
 
 Plots (--plots DIR): DIR/vae-z{Z}.png per trained configuration, from the decoding process:
@@ -50,7 +51,8 @@ from statistics import NormalDist
 import numpy as np
 
 from .. import measured
-from ..sandbox import SubmissionError, expect_array, expect_handle
+from ..answers import expect_array, expect_handle
+from ..sandbox import SubmissionError
 from ..spec import Assignment, Check, Limits, Outcome
 from ._shared import figure, likely_bug, save
 

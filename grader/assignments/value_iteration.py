@@ -61,7 +61,8 @@ import numpy as np
 from gymnasium.envs.toy_text.frozen_lake import MAPS as MAPS_OF_GYMNASIUM
 from gymnasium.envs.toy_text.frozen_lake import generate_random_map
 
-from ..sandbox import SubmissionError, expect_array
+from ..answers import expect_array
+from ..sandbox import SubmissionError
 from ..spec import Assignment, Check, Limits, Outcome
 from ._shared import figure, likely_bug, save
 from ._stats import rate_tolerance, sci
