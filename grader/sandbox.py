@@ -18,6 +18,7 @@ the assignment's checks validate them with grader/answers.py.
 import inspect
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -32,6 +33,16 @@ from pathlib import Path
 
 from . import limits, policy, wire
 
+# Lines that TensorFlow, CUDA and XLA log by themselves (absl's "E0000 00:00:1732900000.123456 1 file.cc:42]"
+# prefix, and their few unprefixed start-up lines): the runtime's, not what the submission prints.
+RUNTIME_LOG = re.compile(
+    r"[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\]|WARNING: All log messages before absl::InitializeLog"
+    r"|oneDNN custom operations are on|To enable the following instructions: |This TensorFlow binary is optimized"
+)
+RUNTIME_NOTE = (
+    "(TensorFlow's own start-up and device messages are not shown: they come from the runtime, e.g. "
+    "'failed call to cuInit' when there is no GPU, and are harmless)"
+)
 CHILD_SCRIPT = Path(__file__).resolve().with_name("child.py")  # run in the sandbox, with wire.py beside it
 WIRE_SCRIPT = Path(wire.__file__).resolve()
 POLL_SECONDS = 0.05
@@ -135,6 +146,7 @@ class Sandbox:
         self._output = deque(maxlen=400)
         self._reader = None
         self._started = False  # the child said hello: what it prints from now on is the submission's
+        self._runtime_noted = False  # the note that the runtime's log lines are not shown was given
 
     # ------------------------------------------------------------ life cycle
     def start(self):
@@ -321,7 +333,11 @@ class Sandbox:
                     text = printable(line[:1000].decode(errors="replace").rstrip())
                     self._output.append(text)
                     if self.on_output is not None and text.strip() and self._started:  # not bwrap's own words
-                        self.on_output(text)
+                        if not RUNTIME_LOG.match(text):
+                            self.on_output(text)
+                        elif not self._runtime_noted:  # TensorFlow's, CUDA's or XLA's log, not the submission's
+                            self._runtime_noted = True
+                            self.on_output(RUNTIME_NOTE)
 
     def output_tail(self, lines=15):
         """The end of what the submission printed (for feedback only, never for scoring)."""

@@ -100,3 +100,24 @@ def test_the_submission_cannot_write_control_characters_to_the_terminal(submissi
     assert result.returncode == 1
     assert "\x1b" not in result.stdout + result.stderr
     assert "[bandits.py prints] ?[2J?[HPASSED" in result.stderr
+
+
+def test_the_runtimes_log_lines_are_not_shown_as_the_submissions_prints(submission):
+    """TensorFlow's and CUDA's own log lines (e.g. cuInit failing where there is no GPU) are the
+    runtime's: not relayed as the submission's prints, one note says why; its own prints are."""
+    cuinit = "E0000 00:00:1732900000.123456   1234 cuda_executor.cc:1228] failed call to cuInit: UNKNOWN ERROR (303)"
+    path = submission(
+        variant(
+            "solutions/bandits.py",
+            (
+                "    def select_actions(self):\n",
+                "    def select_actions(self):\n"
+                f"        import sys; print({cuinit!r}, file=sys.stderr, flush=True); print('mine', flush=True)\n",
+            ),
+        )
+    )
+    result = run_grader(path, "--check", "greedy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cuInit: UNKNOWN" not in result.stderr + result.stdout
+    assert result.stderr.count("TensorFlow's own start-up and device messages are not shown") == 1
+    assert "[bandits.py prints] mine" in result.stderr
