@@ -19,17 +19,17 @@ How it is graded (written from the grader's spec, grader/assignments/reinforce.p
     parse_args(["--seed", str(1000 * S + i)]) (S: the grader's --seed, 42 by default), on
     the grader's CartPole-v1 episodes seen through a secret relabelling (the observation
     features permuted and sign-flipped, the actions possibly swapped; the same for the
-    evaluation), so only a policy learned from those episodes can pass. After 300 s no more
-    episodes are handed out. The greedy policy (the most probable action) is then evaluated
-    on 100 episodes by the grader's own code: your Agent.policy leaves your process as its
-    Keras config and weights (to_json(), get_weights(); built-in layers only), is rebuilt by
-    the grader, must give the probabilities Agent.predict gave on 64 secret states, and
-    plays each state on its own. A training passes at a mean return of at least 475, and 2
-    of at most 3 trainings must pass (the grader stops as soon as the outcome is known).
-    Limits: 300 CPU seconds per training run, 60 CPU seconds for any other question (and at
-    most 3 times as many seconds of wall-clock time), 4 GiB of memory, 2 compute thread(s),
-    and a file of at most 128 KiB. A grading takes about 1.5 minutes (2 trainings; a third
-    one only if one fails) on 2 cores.
+    evaluation), so only a policy learned from those episodes can pass. After 300 CPU
+    seconds no more episodes are handed out. The greedy policy (the most probable action) is
+    then evaluated on 100 episodes by the grader's own code: your Agent.policy leaves your
+    process as its Keras config and weights (to_json(), get_weights(); built-in layers
+    only), is rebuilt by the grader, must give the probabilities Agent.predict gave on 64
+    secret states, and plays each state on its own. A training passes at a mean return of at
+    least 475, and 2 of at most 3 trainings must pass (the grader stops as soon as the
+    outcome is known). Limits: 300 CPU seconds per training run, 60 CPU seconds for any
+    other question (and at most 3 times as many seconds of wall-clock time), 4 GiB of
+    memory, 2 compute thread(s), and a file of at most 128 KiB. A grading takes about 1.5
+    minutes (2 trainings; a third one only if one fails) on 2 cores.
 """
 import argparse
 import collections

@@ -25,16 +25,16 @@ How it is graded (written from the grader's spec, grader/assignments/reinforce_b
     features permuted and sign-flipped, the actions possibly swapped; the same for the
     evaluation), so only a policy learned from those episodes can pass. At most 300 episodes
     are handed out (every episode train() plays counts, greedy checks included), and none
-    after 300 s. The greedy policy (the most probable action) is then evaluated on 100
-    episodes by the grader's own code: your Agent.policy leaves your process as its Keras
-    config and weights (to_json(), get_weights(); built-in layers only), is rebuilt by the
-    grader, must give the probabilities Agent.predict gave on 64 secret states, and plays
-    each state on its own. A training passes at a mean return of at least 475, and 2 of at
-    most 3 trainings must pass (the grader stops as soon as the outcome is known). Limits:
-    300 CPU seconds per training run, 60 CPU seconds for any other question (and at most 3
-    times as many seconds of wall-clock time), 4 GiB of memory, 2 compute thread(s), and a
-    file of at most 128 KiB. A grading takes about 1 minute (2 trainings; a third one only
-    if one fails) on 2 cores.
+    after 300 CPU seconds. The greedy policy (the most probable action) is then evaluated on
+    100 episodes by the grader's own code: your Agent.policy leaves your process as its
+    Keras config and weights (to_json(), get_weights(); built-in layers only), is rebuilt by
+    the grader, must give the probabilities Agent.predict gave on 64 secret states, and
+    plays each state on its own. A training passes at a mean return of at least 475, and 2
+    of at most 3 trainings must pass (the grader stops as soon as the outcome is known).
+    Limits: 300 CPU seconds per training run, 60 CPU seconds for any other question (and at
+    most 3 times as many seconds of wall-clock time), 4 GiB of memory, 2 compute thread(s),
+    and a file of at most 128 KiB. A grading takes about 1 minute (2 trainings; a third one
+    only if one fails) on 2 cores.
 """
 import argparse
 import collections

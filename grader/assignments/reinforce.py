@@ -54,7 +54,7 @@ the training check: training i runs train(agent, episodes, args) in a fresh proc
 your parse_args(["--seed", str(1000 * S + i)]) (S: the grader's --seed, 42 by default), on the
 grader's CartPole-v1 episodes seen through a secret relabelling (the observation features permuted
 and sign-flipped, the actions possibly swapped; the same for the evaluation), so only a policy
-learned from those episodes can pass. After {LIMITS.train_time:g} s no more episodes are handed
+learned from those episodes can pass. After {LIMITS.train_time:g} CPU seconds no more episodes are handed
 out. The greedy policy (the most probable action) is then evaluated on
 {common.EVALUATION_EPISODES} episodes by the grader's own code: your Agent.policy leaves your
 process as its Keras config and weights (to_json(), get_weights(); built-in layers only), is rebuilt
