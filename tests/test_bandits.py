@@ -171,7 +171,7 @@ def test_the_grading_facts_come_from_the_spec():
     for config, (expected, _) in spec.EXPECTED.items():
         assert f"{expected:.3f} ± {spec.testbed_tolerance(config):.3f}" in text
     assert f"{spec.EXPLORE_P:.1%} ± {spec.EXPLORE_TOLERANCE:.1%}" in text
-    assert "A grading takes about" in text and "Limits: 30 s per question" in text
+    assert "A grading takes about" in text and "Limits: 30 CPU seconds per question" in text
     # hand-written copies of the numbers are gone from the spec's docstring
     assert "1.306" not in spec.__doc__ and "0.013" not in spec.__doc__
 
