@@ -120,8 +120,8 @@ def parser(assignments):
     )
     add_format_options(g)
     g.add_argument("--seed", type=int, default=42, help="the grader's random seed (default: 42)")
-    g.add_argument("--time-limit", type=float, metavar="S", help="seconds for each training run")
-    g.add_argument("--call-time-limit", type=float, metavar="S", help="seconds for each other question")
+    g.add_argument("--time-limit", type=float, metavar="S", help="CPU seconds for each training run")
+    g.add_argument("--call-time-limit", type=float, metavar="S", help="CPU seconds for each other question")
     g.add_argument("--memory-limit", type=int, metavar="MB", help="memory of the submission's processes, in MiB")
     g.add_argument("--threads", type=int, metavar="N", help="compute threads for the submission")
     g.add_argument(

@@ -42,8 +42,21 @@ def test_named_bugs_fail_alike_under_any_key(tmp_path, monkeypatch):
     for k in range(KEYS):
         monkeypatch.setenv("GRADER_KEY_FILE", str(write_key(tmp_path / "keys" / f"key-{k}", f"{k:02d}" * 32)))
         out = tmp_path / f"out-{k}"
-        # (not a test of the sandbox: a plain child process starts faster, and the draws are the same)
-        result = run_grader(tmp_path / "class", "--jobs", "2", "--out", out, "--quiet", "--no-sandbox", *checks)
+        # Not a test of the sandbox: a plain child process starts faster, and the draws are the same.
+        # 5 CPU seconds a question (the unit checks take well under 1): the bug whose values diverge
+        # (q not weighted by the probabilities) would otherwise keep value_iteration's check for 60.
+        result = run_grader(
+            tmp_path / "class",
+            "--jobs",
+            "2",
+            "--out",
+            out,
+            "--quiet",
+            "--no-sandbox",
+            "--call-time-limit",
+            "5",
+            *checks,
+        )
         assert result.returncode == 1, result.stdout + result.stderr
         for student, (assignment, check, words) in expected.items():
             report = json.loads((out / student / f"{assignment}.json").read_text())
