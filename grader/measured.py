@@ -82,7 +82,7 @@ if __package__:  # the grader's side (in the measurement sandbox this file is a 
         """A sandbox that runs this module (never the submission) to rebuild and run models."""
 
         def __init__(self, ctx, name):
-            self.name = name
+            self.name, self.ctx = name, ctx
             self.sandbox = Sandbox(
                 SOURCE,
                 "measured",
@@ -94,11 +94,12 @@ if __package__:  # the grader's side (in the measurement sandbox this file is a 
             )
 
         def __enter__(self):
-            self.sandbox.start()
+            self._running = self.ctx.measuring(self.sandbox)
+            self._running.__enter__()
             return self
 
         def __exit__(self, *exc):
-            self.sandbox.close()
+            return self._running.__exit__(*exc)
 
         def rebuild(self, config, weights):
             """A handle of the model rebuilt from `config` and `weights` (see `take`)."""

@@ -6,6 +6,7 @@ what every sandbox of the grading gets. What the checks need (data sets, environ
 loaded by the assignment's `prepare` before any child starts, so nothing a child could have
 touched is read afterwards."""
 
+import contextlib
 import datetime
 import functools
 import hashlib
@@ -83,8 +84,9 @@ class Context:
         self.plots_dir = Path(plots_dir) if plots_dir else None
         self.device = None
         self.shared = {}  # state a check leaves for later checks (e.g. a trained agent's results)
-        self.results = {}  # check name -> (its functions, passed), for the checks run so far
+        self.results = {}  # check name -> (the Check, passed), for the checks run so far
         self._sandbox = None
+        self._measuring = set()  # the grader's measurement sandboxes running now (see measuring())
         self._cpu_closed = 0.0  # CPU seconds of the sandboxes closed so far
 
     def cpu_seconds(self):
@@ -122,17 +124,17 @@ class Context:
         return secret.rng(self.seed, *labels)
 
     def failed_units(self, *functions):
-        """The names of the unit checks (checks about one function) run so far that failed, among
-        those about `functions` (all when none are given): what a later, end-to-end check that
-        fails should point at. `unit_functions()` says which functions had unit checks run."""
+        """The names of the unit checks (Check.unit) run so far that failed, among those about any
+        of `functions` (all when none are given): what a later, end-to-end check that fails should
+        point at. `unit_functions()` says which functions had unit checks run."""
         return [
-            name
-            for name, (about, passed) in self.results.items()
-            if len(about) == 1 and not passed and (not functions or about[0] in functions)
+            check.name
+            for check, passed in self.results.values()
+            if check.unit and not passed and (not functions or set(check.functions) & set(functions))
         ]
 
     def unit_functions(self):
-        return {about[0] for about, _ in self.results.values() if len(about) == 1}
+        return {f for check, _ in self.results.values() if check.unit for f in check.functions}
 
     def progress(self, message):
         """Shows how a long check is going (e.g. episodes handed out, epochs); never scored."""
@@ -179,11 +181,26 @@ class Context:
         self.close()
         return self.sandbox
 
+    @contextlib.contextmanager
+    def measuring(self, sandbox):
+        """Runs one of the grader's own sandboxes (grader/measured.py) for this grading: started
+        here, closed on leaving, and killed by kill() like the submission's child."""
+        if self.cancel is not None and self.cancel.cancelled:
+            raise Cancelled()
+        self._measuring.add(sandbox)
+        try:
+            sandbox.start()
+            yield sandbox
+        finally:
+            self._measuring.discard(sandbox)
+            sandbox.close()
+
     def kill(self):
-        """Kills the child from another thread; the grading thread then sees it die."""
-        sandbox = self._sandbox
-        if sandbox is not None:
-            sandbox.kill()
+        """Kills the child and any measurement sandbox from another thread; the grading thread then
+        sees them die."""
+        for sandbox in [self._sandbox, *list(self._measuring)]:
+            if sandbox is not None:
+                sandbox.kill()
 
     def close(self):
         if self._sandbox is not None:
@@ -291,7 +308,7 @@ def grade(
                         f"{type(bug).__name__}: {bug}\n{traceback.format_exc()}"
                     ) from bug
             results.append(check_entry(check, outcome, time.monotonic() - t, ctx.cpu_seconds() - cpu))
-            ctx.results[check.name] = (check.functions, results[-1].passed)
+            ctx.results[check.name] = (check, results[-1].passed)
     finally:
         if cancel is not None:
             cancel.watch(ctx, on=False)

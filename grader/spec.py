@@ -75,7 +75,15 @@ class Check:
     functions: tuple = ()  # the student's functions this check is about, e.g. ("Agent.update",):
     # an unfinished TODO elsewhere is reported as what the check needs
     training: bool = False  # it trains a model or grades a learned one (Limits.train_time applies;
-    # tests run the other checks, the unit checks, as the fast ones)
+    # tests run the other checks as the fast ones)
+    end_to_end: bool = False  # it runs the student's parts together (a testbed, a whole map) without
+    # training; a check neither end-to-end nor training is a unit check
+
+    @property
+    def unit(self):
+        """A unit check: about one part of the student's code (a function, or a class's methods),
+        which end-to-end and training checks that fail point at."""
+        return not (self.training or self.end_to_end)
 
 
 @dataclass(frozen=True)

@@ -427,3 +427,29 @@ def test_links_devices_and_fifos_in_a_class_are_not_files(tmp_path):
         ("erin", "a symbolic link"),
     ):
         assert items[student].kind == "not_a_file" and what in items[student].problem, items[student]
+
+
+def test_a_cancel_kills_the_graders_measurement_sandboxes_too(tmp_path):
+    """Ctrl-C during a measurement (a rebuilt policy playing its evaluation, grader/measured.py):
+    the cancel kills that sandbox too, so its question ends at once instead of running to its
+    limit, and no new measurement starts."""
+    import threading
+
+    from grader.runner import Cancel, Cancelled, Context
+    from grader.sandbox import Sandbox, SubmissionError
+    from grader.spec import Limits
+
+    spec = all_assignments()["bandits"]
+    cancel = Cancel()
+    ctx = Context(spec, REPO / "solutions/bandits.py", spec.limits, "cpu", 42, cancel=cancel)
+    cancel.watch(ctx)
+    limits = Limits(time=120, start_time=60)
+    slow = Sandbox(b"import time\ndef wait():\n    time.sleep(100)\n    return 1\n", "slow", limits)
+    with ctx.measuring(slow):
+        threading.Timer(1.0, cancel.cancel).start()
+        with pytest.raises(SubmissionError):  # (without the cancel: 1 after 100 s)
+            slow.call("wait")
+    assert not slow.alive
+    with pytest.raises(Cancelled):
+        with ctx.measuring(Sandbox(b"", "other", limits)):
+            pass

@@ -35,7 +35,6 @@ the states, actions and returns trained on the ones played?). The training check
 what it saw, and names the unit checks that failed.
 """
 
-import functools
 import hashlib
 import time
 
@@ -234,24 +233,52 @@ def new_agent(ctx, seed):
     return args, expect_handle(ctx.sandbox.call("Agent", OBSERVATION_SIZE, NUM_ACTIONS, args), "Agent(4, 2, args)")
 
 
-# ------------------------------------------------------------------ unit checks record their outcome
-def unit(name, run, functions, description=""):
-    """A unit check about `functions`; whether it passed is kept in ctx.shared["units"] for the
-    training check's diagnosis."""
-
-    @functools.wraps(run)
-    def recorded(ctx):
-        units = ctx.shared.setdefault("units", {})
-        units[name] = False
-        outcome = run(ctx)
-        units[name] = bool(outcome.passed)
-        return outcome
-
-    return Check(name, recorded, functions=tuple(functions), description=description)
-
-
-def failed_units(ctx):
-    return [name for name, passed in ctx.shared.get("units", {}).items() if not passed]
+# ------------------------------------------------------------------ the checks, in the order students meet them
+def checks(losses, train_steps, training):
+    """A REINFORCE assignment's checks: the returns, its `losses` (policy_loss, value_loss), the
+    policy's probabilities, its `train_steps` (Agent.train), sampling, the training loop and
+    evaluate, and last `training`, the end-to-end check."""
+    return (
+        Check(
+            "returns: undiscounted",
+            check_returns(1.0),
+            functions=("compute_returns",),
+            description="G_t = sum of rewards from t on",
+        ),
+        Check(
+            "returns: discounted",
+            check_returns(0.9),
+            functions=("compute_returns",),
+            description="G_t = r_t + gamma G_t+1",
+        ),
+        *losses,
+        Check(
+            "policy: probabilities",
+            check_probabilities,
+            functions=("Agent.__init__", "Agent.predict"),
+            description="Agent.predict gives a distribution over actions",
+        ),
+        *train_steps,
+        Check(
+            "sample_actions: frequencies",
+            check_sample_actions,
+            functions=("sample_actions",),
+            description="many sampled actions follow their probabilities; same seed, same actions",
+        ),
+        Check(
+            "train: the steps played are the steps trained on",
+            check_train_loop,
+            functions=("train",),
+            description="actions sampled; agent.train gets the states and actions played and their returns",
+        ),
+        Check(
+            "evaluate: greedy returns",
+            check_evaluate,
+            functions=("evaluate",),
+            description="the most probable action in every state; the total reward of each episode",
+        ),
+        training,
+    )
 
 
 # ------------------------------------------------------------------ the training check
@@ -395,12 +422,12 @@ def measured_evaluation(ctx, agent, transform, index):
 
 def diagnosis(ctx, results, threshold):
     """What the grader saw in the failed trainings, and where to look."""
-    units = failed_units(ctx)
+    units = ctx.failed_units()
     if units:
         return f"look first at the unit checks that failed: {', '.join(units)}"
     if all(r.get("error") for r in results if not r["passed"]):
         return "each failed training says why above (fix that first)"
-    checked = "every unit check passed" if ctx.shared.get("units") else "(the unit checks were not run in this grading)"
+    checked = "every unit check passed" if ctx.unit_functions() else "(the unit checks were not run in this grading)"
     peaks = [
         max(np.convolve(r["learning_curve"], np.ones(20) / 20, "valid"), default=0.0)
         if len(r["learning_curve"]) >= 20
@@ -746,7 +773,7 @@ def check_agent_train(ctx):
         else "they barely follow the returns: is the loss computed on the batch's "
         "actions and returns (not, e.g., on the most probable actions)?"
     )
-    if "policy loss: REINFORCE gradient" in failed_units(ctx):
+    if ctx.failed_units("policy_loss"):
         hint += " (policy_loss failed its own check: fix that first)"
     return Outcome(
         False,

@@ -384,6 +384,12 @@ def plot_average_reward(path, curves):
     return save(draw_average_reward(curves), path)
 
 
+TESTBEDS = {  # check name: (epsilon, alpha, initial), each a configuration of EXPECTED
+    "testbed: epsilon 0.1, averaging": (0.1, 0.0, 0.0),
+    "testbed: epsilon 0, optimistic initial 1, alpha 0.15": (0.0, 0.15, 1.0),
+    "testbed: epsilon 0.1, alpha 0.15": (0.1, 0.15, 0.0),
+}
+
 ASSIGNMENT = Assignment(
     name="bandits",
     title="Multi-armed bandits: epsilon-greedy on the 10-armed testbed",
@@ -412,26 +418,16 @@ ASSIGNMENT = Assignment(
             run=check_exploration,
             description="epsilon=0.2 picks a uniformly random arm 20% of the time",
         ),
+    )
+    + tuple(
         Check(
-            "testbed: epsilon 0.1, averaging",
-            check_testbed(0.1, 0.0, 0.0),
+            name,
+            check_testbed(*config),
             points=2,
             functions=BOTH,
-            description=describe(0.1, 0.0, 0.0),
-        ),
-        Check(
-            "testbed: epsilon 0, optimistic initial 1, alpha 0.15",
-            check_testbed(0.0, 0.15, 1.0),
-            points=2,
-            functions=BOTH,
-            description=describe(0.0, 0.15, 1.0),
-        ),
-        Check(
-            "testbed: epsilon 0.1, alpha 0.15",
-            check_testbed(0.1, 0.15, 0.0),
-            points=2,
-            functions=BOTH,
-            description=describe(0.1, 0.15, 0.0),
-        ),
+            end_to_end=True,
+            description=describe(*config),
+        )
+        for name, config in TESTBEDS.items()
     ),
 )

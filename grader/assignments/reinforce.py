@@ -72,48 +72,24 @@ ASSIGNMENT = Assignment(
     limits=LIMITS,
     summary=SUMMARY,
     expected_time="about 1.5 minutes (2 trainings; a third one only if one fails)",
-    checks=(
-        common.unit(
-            "returns: undiscounted", common.check_returns(1.0), ["compute_returns"], "G_t = sum of rewards from t on"
-        ),
-        common.unit("returns: discounted", common.check_returns(0.9), ["compute_returns"], "G_t = r_t + gamma G_t+1"),
-        common.unit(
-            "policy loss: REINFORCE gradient",
-            common.check_policy_gradient,
-            ["policy_loss"],
-            "d policy_loss / d probs matches -G grad log pi(a|s)",
-        ),
-        common.unit(
-            "policy: probabilities",
-            common.check_probabilities,
-            ["Agent.__init__", "Agent.predict"],
-            "Agent.predict gives a distribution over actions",
-        ),
-        common.unit(
-            "Agent.train: one step follows the returns",
-            common.check_agent_train,
-            ["Agent.train"],
-            "log pi(a|s) of a fixed batch moves in the direction of the returns",
-        ),
-        common.unit(
-            "sample_actions: frequencies",
-            common.check_sample_actions,
-            ["sample_actions"],
-            "many sampled actions follow their probabilities; same seed, same actions",
-        ),
-        common.unit(
-            "train: the steps played are the steps trained on",
-            common.check_train_loop,
-            ["train"],
-            "actions sampled; agent.train gets the states and actions played and their returns",
-        ),
-        common.unit(
-            "evaluate: greedy returns",
-            common.check_evaluate,
-            ["evaluate"],
-            "the most probable action in every state; the total reward of each episode",
-        ),
-        Check(
+    checks=common.checks(
+        losses=[
+            Check(
+                "policy loss: REINFORCE gradient",
+                common.check_policy_gradient,
+                functions=("policy_loss",),
+                description="d policy_loss / d probs matches -G grad log pi(a|s)",
+            )
+        ],
+        train_steps=[
+            Check(
+                "Agent.train: one step follows the returns",
+                common.check_agent_train,
+                functions=("Agent.train",),
+                description="log pi(a|s) of a fixed batch moves in the direction of the returns",
+            )
+        ],
+        training=Check(
             "training: greedy mean return",
             common.check_training(THRESHOLD, TRAININGS, REQUIRED),
             points=6,

@@ -240,7 +240,7 @@ def check_policy_with_baseline(ctx):
             message += "; the policy's step must weight each action's log-probability by returns - V(s)"
     else:
         message += "; the policy's step must weight each action's log-probability by returns - V(s)"
-    if "policy loss: gradient with baseline" in common.failed_units(ctx):
+    if ctx.failed_units("policy_loss"):
         message += " (policy_loss failed its own check: fix that first)"
     return Outcome(False, message, value=cosine, threshold=threshold)
 
@@ -275,55 +275,36 @@ ASSIGNMENT = Assignment(
     limits=LIMITS,
     summary=SUMMARY,
     expected_time="about 1 minute (2 trainings; a third one only if one fails)",
-    checks=(
-        common.unit(
-            "returns: undiscounted", common.check_returns(1.0), ["compute_returns"], "G_t = sum of rewards from t on"
-        ),
-        common.unit("returns: discounted", common.check_returns(0.9), ["compute_returns"], "G_t = r_t + gamma G_t+1"),
-        common.unit(
-            "policy loss: gradient with baseline",
-            check_baseline_gradient,
-            ["policy_loss"],
-            "REINFORCE gradient with G - b, and no gradient into the baseline",
-        ),
-        common.unit("value loss: mean squared error", check_value_loss, ["value_loss"], "the baseline is fit by MSE"),
-        common.unit(
-            "policy: probabilities",
-            common.check_probabilities,
-            ["Agent.__init__", "Agent.predict"],
-            "Agent.predict gives a distribution over actions",
-        ),
-        common.unit(
-            "Agent.train: the value network moves towards the returns",
-            check_value_training,
-            ["Agent.train"],
-            "V(s) of a fixed batch moves towards the returns, not the advantages",
-        ),
-        common.unit(
-            "Agent.train: the policy follows returns - V(s)",
-            check_policy_with_baseline,
-            ["Agent.train"],
-            "log pi(a|s) of a fixed batch moves along the advantages returns - V(s)",
-        ),
-        common.unit(
-            "sample_actions: frequencies",
-            common.check_sample_actions,
-            ["sample_actions"],
-            "many sampled actions follow their probabilities; same seed, same actions",
-        ),
-        common.unit(
-            "train: the steps played are the steps trained on",
-            common.check_train_loop,
-            ["train"],
-            "actions sampled; agent.train gets the states and actions played and their returns",
-        ),
-        common.unit(
-            "evaluate: greedy returns",
-            common.check_evaluate,
-            ["evaluate"],
-            "the most probable action in every state; the total reward of each episode",
-        ),
-        Check(
+    checks=common.checks(
+        losses=[
+            Check(
+                "policy loss: gradient with baseline",
+                check_baseline_gradient,
+                functions=("policy_loss",),
+                description="REINFORCE gradient with G - b, and no gradient into the baseline",
+            ),
+            Check(
+                "value loss: mean squared error",
+                check_value_loss,
+                functions=("value_loss",),
+                description="the baseline is fit by MSE",
+            ),
+        ],
+        train_steps=[
+            Check(
+                "Agent.train: the value network moves towards the returns",
+                check_value_training,
+                functions=("Agent.train",),
+                description="V(s) of a fixed batch moves towards the returns, not the advantages",
+            ),
+            Check(
+                "Agent.train: the policy follows returns - V(s)",
+                check_policy_with_baseline,
+                functions=("Agent.train",),
+                description="log pi(a|s) of a fixed batch moves along the advantages returns - V(s)",
+            ),
+        ],
+        training=Check(
             "training: greedy mean return",
             common.check_training(THRESHOLD, TRAININGS, REQUIRED, budget=BUDGET),
             points=6,

@@ -659,6 +659,7 @@ ASSIGNMENT = Assignment(
             points=2,
             description=f"gamma {gamma:g}, theta {theta:g}",
             functions=(Q, SWEEP, VI, GREEDY),
+            end_to_end=True,
         )
         for name, slippery, gamma, theta in MAPS
     ),
