@@ -94,7 +94,7 @@ class Assignment:
     limits: Limits = Limits()
     tensorflow: bool = False  # the child imports TensorFlow and gets the requested device
     summary: str = ""  # how it is graded, for students: the templates' docstrings carry it
-    expected_time: str = ""  # e.g. "about 2 minutes", measured on 2 cores
+    expected_time: str = ""  # e.g. "about 2 minutes": bench/sandbox.py --full on 2 idle cores
     prepare: Callable | None = None  # loads what the checks need (data, environments) before any child starts
 
     @property
@@ -125,5 +125,5 @@ class Assignment:
             f"of at most {limits.max_submission_bytes // 1024} KiB."
         )
         if self.expected_time:
-            parts.append(f"A grading takes {self.expected_time} on 2 cores.")
+            parts.append(f"A grading takes {self.expected_time} on 2 idle cores (longer on a busy machine).")
         return " ".join(p for p in parts if p)

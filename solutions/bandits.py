@@ -34,7 +34,7 @@ How it is graded (written from the grader's spec, grader/assignments/bandits.py)
     across episodes), so a correct agent fails a grading with a probability of about 2e-6.
     Limits: 30 CPU seconds per question (and at most 3 times as many seconds of wall-clock
     time), 1 GiB of memory, 1 compute thread(s), and a file of at most 128 KiB. A grading
-    takes about 3 seconds on 2 cores.
+    takes about 4 seconds on 2 idle cores (longer on a busy machine).
 """
 import argparse
 

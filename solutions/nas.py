@@ -48,7 +48,7 @@ How it is graded (written from the grader's spec, grader/assignments/nas.py):
     per training run, 60 CPU seconds for any other question (and at most 3 times as many
     seconds of wall-clock time), 3 GiB of memory, 2 compute thread(s), and a file of at most
     128 KiB. A grading takes about 1 minute (2 trainings; a third one only if one fails) on
-    2 cores.
+    2 idle cores (longer on a busy machine).
 """
 import argparse
 import json

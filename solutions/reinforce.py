@@ -28,8 +28,9 @@ How it is graded (written from the grader's spec, grader/assignments/reinforce.p
     least 475, and 2 of at most 3 trainings must pass (the grader stops as soon as the
     outcome is known). Limits: 300 CPU seconds per training run, 60 CPU seconds for any
     other question (and at most 3 times as many seconds of wall-clock time), 4 GiB of
-    memory, 2 compute thread(s), and a file of at most 128 KiB. A grading takes about 1.5
-    minutes (2 trainings; a third one only if one fails) on 2 cores.
+    memory, 2 compute thread(s), and a file of at most 128 KiB. A grading takes about 1
+    minute (2 trainings; a third one only if one fails) on 2 idle cores (longer on a busy
+    machine).
 """
 import argparse
 import collections

@@ -36,7 +36,8 @@ How it is graded (written from the grader's spec, grader/assignments/vae.py):
     and 107 for z_dim 100 (the reference solution: 144.3 and 103; seeds move it by about 1
     nat). Limits: 600 CPU seconds per training run, 120 CPU seconds for any other question
     (and at most 3 times as many seconds of wall-clock time), 6 GiB of memory, 2 compute
-    thread(s), and a file of at most 128 KiB. A grading takes about 4 minutes on 2 cores.
+    thread(s), and a file of at most 128 KiB. A grading takes about 3.5 minutes on 2 idle
+    cores (longer on a busy machine).
 """
 import argparse
 import os

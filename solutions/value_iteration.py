@@ -51,8 +51,8 @@ How it is graded (written from the grader's spec, grader/assignments/value_itera
     (a correct submission fails a grading with a probability of about 1e-6). Each failure
     names the function and, where it recognises it, the likely bug. Limits: 60 CPU seconds
     per question (and at most 3 times as many seconds of wall-clock time), 1 GiB of memory,
-    1 compute thread(s), and a file of at most 128 KiB. A grading takes about 3 seconds on 2
-    cores.
+    1 compute thread(s), and a file of at most 128 KiB. A grading takes about 2 seconds on 2
+    idle cores (longer on a busy machine).
 """
 import argparse
 

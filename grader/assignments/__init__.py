@@ -18,7 +18,7 @@ def all_assignments():
 def table(folder="assignments"):
     """The Markdown table of the assignments: README.md carries table("solutions"), the handout's README
     table() (tests/test_assignments.py and tools/make_handout.py in the course's repository)."""
-    rows = ["| assignment | file | grading takes (2 cores) |", "|---|---|---|"]
+    rows = ["| assignment | file | grading takes (2 idle cores) |", "|---|---|---|"]
     rows += [
         f"| {a.title} | `{folder}/{name}.py` | {a.expected_time or '-'} |" for name, a in all_assignments().items()
     ]

@@ -395,7 +395,7 @@ ASSIGNMENT = Assignment(
     title="Multi-armed bandits: epsilon-greedy on the 10-armed testbed",
     limits=Limits(time=30, start_time=30, memory_mb=1024, threads=1),
     summary=SUMMARY,
-    expected_time="about 3 seconds",
+    expected_time="about 4 seconds",
     checks=(
         Check(
             "update: sample averaging",

@@ -274,7 +274,7 @@ ASSIGNMENT = Assignment(
     prepare=common.prepare,
     limits=LIMITS,
     summary=SUMMARY,
-    expected_time="about 1 minute (2 trainings; a third one only if one fails)",
+    expected_time="about 1.2 minutes (2 trainings; a third one only if one fails)",
     checks=common.checks(
         losses=[
             Check(

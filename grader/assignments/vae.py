@@ -616,7 +616,7 @@ ASSIGNMENT = Assignment(
     tensorflow=True,
     limits=Limits(time=120, train_time=600, start_time=120, memory_mb=6144, threads=2),
     summary=SUMMARY,
-    expected_time="about 4 minutes",
+    expected_time="about 3.5 minutes",
     prepare=mnist,
     checks=(
         Check(

@@ -625,7 +625,7 @@ ASSIGNMENT = Assignment(
     title="Value iteration: optimal values and a greedy policy on FrozenLake-v1",
     limits=Limits(time=60, start_time=30, memory_mb=1024, threads=1),
     summary=SUMMARY,
-    expected_time="about 3 seconds",
+    expected_time="about 2 seconds",
     checks=(
         Check(
             "q_values: one-state Bellman backup",
