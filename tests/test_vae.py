@@ -321,3 +321,42 @@ def test_a_decoder_that_regenerates_the_graders_noise_fails(tmp_path, submission
     check = checks["test -ELBO, z_dim 100"]
     assert result.returncode == 1 and not check["passed"], check["message"]
     assert check["value"] > 300 and "above the threshold" in check["message"], check["message"]
+
+
+SIGN_ERRORS = {
+    "gradient ascent": (
+        "self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))",
+        "self.optimizer.apply_gradients(zip([-g for g in gradients], self.trainable_variables))",
+    ),
+    "latent loss subtracted": (
+        "            loss = reconstruction + latent\n",
+        "            loss = reconstruction - latent\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("bug", SIGN_ERRORS)
+def test_a_sign_error_that_diverges_is_named_not_the_encoder(tmp_path, submission, bug):
+    """Training that climbs the -ELBO breaks the encoder (sd 0, or NaN weights); the train-step check
+    says the training diverged and names the sign error, and never blames build_encoder, which
+    passed its own check."""
+    path = submission(variant(SOLUTION, SIGN_ERRORS[bug]), name="vae.py")
+    result, checks, _ = checks_of(tmp_path, path, "--check", "encoder", "--check", "train step")
+    assert result.returncode == 1
+    assert [name for name, c in checks.items() if not c["passed"]] == ["train step: lowers the -ELBO"]
+    message = checks["train step: lowers the -ELBO"]["message"]
+    assert "the training diverged; likely bug: a sign error" in message, message
+    assert "log-variance" not in message and message.count("diverged") == 1, message
+
+
+def test_a_decoder_fed_the_mean_is_named_after_training(tmp_path, submission):
+    """train_step decoding the mean of Q(z|x) instead of a sample: the train step still lowers the
+    -ELBO, but after training the sds sit at 1 (only the KL moves them) and the decoder reconstructs
+    from the means far better than from samples: the training check names the bug."""
+    edit = ("logits = self.decoder(sample_z(mean, sd), training=True)", "logits = self.decoder(mean, training=True)")
+    path = submission(variant(SOLUTION, edit, ONE_EPOCH), name="vae.py")
+    result, checks, _ = checks_of(tmp_path, path, "--check", "train step", "--check", "z_dim 2")
+    assert result.returncode == 1 and checks["train step: lowers the -ELBO"]["passed"]
+    check = checks["test -ELBO, z_dim 2"]
+    assert not check["passed"] and check["details"]["median_sd"] > 0.8, check
+    assert "likely bug: the decoder was trained on the means of Q(z|x) instead of samples" in check["message"]

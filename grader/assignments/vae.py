@@ -356,6 +356,13 @@ def elbo_terms(sandbox, encoder, decoder, images, z_dim, rng):
     return reconstruction + kl, reconstruction, kl
 
 
+DIVERGED = (
+    "likely bug: a sign error, so that the step climbs the -ELBO instead of descending it (the gradients "
+    "applied with the wrong sign, or the latent loss subtracted from the reconstruction loss), or a "
+    "learning rate far too high"
+)
+
+
 def check_train_step(ctx):
     """One epoch of the submission's train() on a few training images, in the first process:
     the -ELBO the grader measures on those images must drop, and both networks must change."""
@@ -369,11 +376,23 @@ def check_train_step(ctx):
     ]
     elbo_before = elbo_terms(sandbox, encoder, decoder, images, 2, ctx.rng("step"))[0].mean()
     sandbox.call("train", vae, images, args, phase="training", timeout=ctx.limits.train_time)
-    after = [
-        measured.expect_weights(sandbox.call(part.method("get_weights")), f"VAE.{name}.get_weights()")
-        for part, name in ((encoder, "encoder"), (decoder, "decoder"))
-    ]
-    elbo_after = elbo_terms(sandbox, encoder, decoder, images, 2, ctx.rng("step"))[0].mean()
+    try:
+        after = [
+            measured.expect_weights(sandbox.call(part.method("get_weights")), f"VAE.{name}.get_weights()")
+            for part, name in ((encoder, "encoder"), (decoder, "decoder"))
+        ]
+        elbo_after = elbo_terms(sandbox, encoder, decoder, images, 2, ctx.rng("step"))[0].mean()
+    except SubmissionError as failure:  # weights or sds that training broke: not the parts' own bug
+        if failure.kind != "invalid":
+            raise
+        return Outcome(
+            False,
+            f"{STEP}: after one epoch of train() on {STEP_IMAGES} training images (-ELBO {elbo_before:.1f} nats "
+            f"before), {failure.message.split('; likely bug')[0].removesuffix(': the training diverged')}: "
+            f"the training diverged; {DIVERGED}",
+            value=float("inf"),
+            threshold=f"< {-0.1 * elbo_before:.0f}",
+        )
     value = float(elbo_after - elbo_before)
     seen = (
         f"one epoch of train() on {STEP_IMAGES} training images took their -ELBO (measured by the grader) "
@@ -391,12 +410,15 @@ def check_train_step(ctx):
             )
     if not elbo_after < 0.9 * elbo_before:
         failed = ctx.failed_units()
-        hint = (
-            f"see the failed unit check(s) first: {', '.join(failed)}"
-            if failed
-            else "does train_step take a gradient DEScent step on the batch mean of reconstruction_loss + "
-            "latent_loss, with z sampled from Q(z|x) (sample_z), not its mean?"
-        )
+        if failed:
+            hint = f"see the failed unit check(s) first: {', '.join(failed)}"
+        elif not elbo_after <= elbo_before:
+            hint = f"it rose instead: {DIVERGED}"
+        else:
+            hint = (
+                "does train_step take a gradient DEScent step on the batch mean of reconstruction_loss + "
+                "latent_loss, with z sampled from Q(z|x) (sample_z), not its mean?"
+            )
         return Outcome(
             False, f"{STEP}: {seen}; it should drop: {hint}", value=value, threshold=f"< {-0.1 * elbo_before:.0f}"
         )
@@ -480,6 +502,12 @@ def check_training(z_dim):
                 if k == 0:
                     reconstruction = nll  # the ELBO's reconstruction term: one sample of z per image
                 log_weights[k] = -nll + log_normal(z, 0, 1) - log_normal(z, mean, sd)
+            from_means = np.concatenate(  # decoding the means, no noise: for the diagnosis
+                [
+                    bernoulli_nll(images[i : i + EVAL_BATCH], decoded(mean[i : i + EVAL_BATCH]))
+                    for i in range(0, len(images), EVAL_BATCH)
+                ]
+            )
             plot = None
             if ctx.plots_dir:
                 try:
@@ -501,13 +529,15 @@ def check_training(z_dim):
         passed = nelbo <= threshold
         if not passed:
             message += f"; above the threshold {threshold} (the reference reaches {reference}); " + diagnosis(
-                ctx, z_dim, reconstruction.mean(), kl.mean(), low, high
+                ctx, z_dim, reconstruction.mean(), kl.mean(), low, high, from_means.mean(), np.median(sd)
             )
         details = {
             "reconstruction": float(reconstruction.mean()),
             "kl": float(kl.mean()),
             "iw_nll": float(-log_px.mean()),
             "iw_samples": IW_SAMPLES,
+            "reconstruction_from_means": float(from_means.mean()),
+            "median_sd": float(np.median(sd)),
             "logits_range": [low, high],
             "weights_mb": round(sum(w.nbytes for w in encoder_model[1] + decoder_model[1]) / 2**20, 2),
             "training_s": round(phases["training"], 2),
@@ -523,8 +553,9 @@ def check_training(z_dim):
     return run
 
 
-def diagnosis(ctx, z_dim, reconstruction, kl, low, high):
-    """The likely bug of a training whose -ELBO is above the threshold, from what the grader saw."""
+def diagnosis(ctx, z_dim, reconstruction, kl, low, high, from_means, median_sd):
+    """The likely bug of a training whose -ELBO is above the threshold, from what the grader saw
+    (`from_means`: the reconstruction term with z = the mean of Q(z|x), no noise)."""
     if 0 <= low and high <= 1:
         return (
             f"likely bug: the decoder outputs probabilities (a sigmoid on its last layer) that are used as "
@@ -537,6 +568,13 @@ def diagnosis(ctx, z_dim, reconstruction, kl, low, high):
             f"likely bug: a reconstruction of 784 ln 2 = {ALL_PIXELS_HALF:.2f} nats with a KL of 0 is a decoder "
             f"whose logits are all 0 (p = 0.5 for every pixel) whatever z: probabilities used as logits "
             f"({DECODER}), or a decoder that did not learn"
+        )
+    if reconstruction - from_means > max(30.0, 0.25 * reconstruction) and median_sd > 0.8:
+        return (
+            f"likely bug: the decoder was trained on the means of Q(z|x) instead of samples: it reconstructs "
+            f"the test images from their means with {from_means:.1f} nats, but from samples z = mean + sd * eps "
+            f"with {reconstruction:.1f}, and the encoder's sds stayed near 1 (median {median_sd:.2f}), where only "
+            f"the latent loss moved them. In {STEP}, decode sample_z(mean, sd), not the mean"
         )
     if kl > 4 * z_dim + 40:
         return "the KL term is very large: is the latent loss missing from the training loss (VAE.train_step)?"
