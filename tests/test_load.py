@@ -42,6 +42,7 @@ def grade(name, **limits):
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # run alone: the load would starve the tests beside it
 def test_a_correct_reference_keeps_its_verdict_on_an_oversubscribed_machine(oversubscribed):
     for name in ("bandits", "value_iteration"):
         report = grade(name)
