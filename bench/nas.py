@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the NAS reference solution (or a variant) over many gradings' worth of seeds.
 
-    python bench/nas.py [--gradings 40] [--first_seed 0] [--variant reference|no_baseline]
+    python bench/nas.py [--gradings 40] [--first_seed 0] [--variant reference|no_baseline|untrained]
         [--solution FILE] [--args "--learning_rate 0.02"] [--budget 60/20] [--all_trainings] [--jobs 2]
         [--out FILE.jsonl]
     python bench/nas.py --from FILE.jsonl
@@ -17,7 +17,8 @@ for its trainings 1, 2, (3); like the grader it stops once the rule (REQUIRED of
 TRAININGS) is decided, unless `--all_trainings`.
 
 `--variant no_baseline` trains the reference with the baseline held at 0 (REINFORCE without
-baseline: `update_baseline` replaced by one that returns 0).
+baseline: `update_baseline` replaced by one that returns 0); `--variant untrained` never trains
+(the greedy architecture of a fresh controller: what the rule must not pass).
 
 Printed: one line per training (rank of the greedy architecture, evaluations, CPU seconds), the
 per-training and per-grading pass rates under the spec's rule with the binomial false-failure
@@ -56,6 +57,8 @@ def load_solution(path, variant):
     spec.loader.exec_module(module)
     if variant == "no_baseline":
         module.update_baseline = lambda baseline, returns, decay: 0.0
+    elif variant == "untrained":
+        module.train = lambda controller, evaluations, args: None
     return module
 
 
@@ -174,7 +177,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gradings", type=int, default=40)
     parser.add_argument("--first_seed", type=int, default=0)
-    parser.add_argument("--variant", choices=["reference", "no_baseline"], default="reference")
+    parser.add_argument("--variant", choices=["reference", "no_baseline", "untrained"], default="reference")
     parser.add_argument("--solution", default=str(ROOT / "solutions" / "nas.py"))
     parser.add_argument("--args", default="", help="more options for the solution's parse_args")
     parser.add_argument("--budget", help="B/C: a budget of B evaluations, C per call of train (default: the spec's)")

@@ -269,8 +269,9 @@ def test_attacks_without_training_fail_the_training_check(tmp_path, submission, 
     trainings = check["details"]["trainings"]
     for training in trainings:
         assert training["training_episodes"] == 0, check["message"]
-        if attack == "fixed":  # the untrained network, measured
-            assert training["greedy_mean"] < 100, check["message"]
+        if attack == "fixed":  # the untrained network, measured: it fails (a random network's greedy
+            # policy may balance a while: 13.7 and 162.2 seen, never near 475)
+            assert not training["passed"] and training["greedy_mean"] < 475, check["message"]
     if attack == "online":  # its predict() is not its policy: the rebuilt policy answers the probes otherwise
         assert check["message"].count("does not reproduce the trained model") == len(trainings), check["message"]
     loop = checks["train: the steps played are the steps trained on"]
