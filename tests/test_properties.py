@@ -79,7 +79,7 @@ EXPLICIT = {  # always tried first: answers that made the grader blame itself be
         ("evaluate", ["return _np.full(a[2], 500.0)"]),
     ],
 }
-EXAMPLES = {"bandits": 15, "value_iteration": 15, "reinforce": 2, "reinforce_baseline": 2, "vae": 2}
+EXAMPLES = {"bandits": 12, "value_iteration": 8, "reinforce": 2, "reinforce_baseline": 2, "vae": 2}
 THOROUGH = int(os.environ.get("PROPERTY_EXAMPLES", "300"))
 
 # ------------------------------------------------------------------ values, as Python source
