@@ -94,7 +94,8 @@ class Assignment:
     limits: Limits = Limits()
     tensorflow: bool = False  # the child imports TensorFlow and gets the requested device
     summary: str = ""  # how it is graded, for students: the templates' docstrings carry it
-    expected_time: str = ""  # e.g. "about 2 minutes" on 2 idle cores (bench/sandbox.py --full of the course's repository)
+    # e.g. "about 2 minutes" on 2 idle cores: measured by bench/sandbox.py --full in the course's repository
+    expected_time: str = ""
     prepare: Callable | None = None  # loads what the checks need (data, environments) before any child starts
 
     @property

@@ -35,7 +35,7 @@ def test_the_table_is_verified_by_its_checksum(tmp_path):
     assert [(name, values) for name, values in table.decisions] == [(n, list(v)) for n, v in make_nas_table.DECISIONS]
     for row, choices in enumerate(table.choices):  # parameters and FLOPs as the builder counts them
         assert (table.params[row], table.flops[row]) == make_nas_table.cost(tuple(choices))
-    assert table.dev_accuracy.shape == table.test_accuracy.shape == (len(table.choices), 2)
+    assert table.dev_accuracy.shape == table.test_accuracy.shape == (len(table.choices), len(make_nas_table.SEEDS))
     assert 0.1 < table.dev_accuracy.min() and table.dev_accuracy.max() < 1
     edited = tmp_path / "nas_table.json"
     edited.write_bytes(
