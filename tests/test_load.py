@@ -53,6 +53,17 @@ def test_a_correct_reference_keeps_its_verdict_on_an_oversubscribed_machine(over
     assert report["status"] == "passed", [c["message"] for c in report["checks"] if not c["passed"]]
 
 
+@pytest.mark.thorough  # minutes: a TensorFlow grading on a machine loaded 4 times over
+@pytest.mark.serial
+def test_the_reinforce_reference_keeps_its_verdict_on_an_oversubscribed_machine(oversubscribed):
+    """The training limit is CPU seconds: REINFORCE's reference trains as far, and passes, while 4
+    busy processes per core take most of the machine (a wall-clock limit of 300 s would be reached
+    at a fifth of the CPU time)."""
+    report = grade("reinforce")
+    assert report["status"] == "passed", [c["message"] for c in report["checks"] if not c["passed"]]
+    assert report["durations"]["total_s"] > report["durations"]["cpu_s"], report["durations"]
+
+
 class Clock:
     def __init__(self):
         self.now = 100.0
