@@ -45,7 +45,7 @@ from .. import measured
 from ..answers import expect_array, expect_handle
 from ..sandbox import Service, SubmissionError
 from ..spec import Check, Outcome
-from ._shared import figure, save
+from ._shared import figure, save, trainings_until_decided
 
 OBSERVATION_SIZE, NUM_ACTIONS = 4, 2
 EVALUATION_EPISODES = 100
@@ -233,6 +233,17 @@ def new_agent(ctx, seed):
     return args, expect_handle(ctx.sandbox.call("Agent", OBSERVATION_SIZE, NUM_ACTIONS, args), "Agent(4, 2, args)")
 
 
+def evaluation_summary(threshold, trainings, required):
+    """How a training is measured and passes, for the specs' grading paragraphs."""
+    return f"""The greedy policy (the most probable action) is then evaluated on
+{EVALUATION_EPISODES} episodes by the grader's own code: your Agent.policy leaves your
+process as its Keras config and weights (to_json(), get_weights(); built-in layers only), is rebuilt
+by the grader, must give the probabilities Agent.predict gave on {PROBES} secret states, and
+plays each state on its own. A training passes at a mean return of at least
+{threshold}, and {required} of at most {trainings} trainings must pass (the grader stops as soon as
+the outcome is known)."""
+
+
 # ------------------------------------------------------------------ the checks, in the order students meet them
 def checks(losses, train_steps, training):
     """A REINFORCE assignment's checks: the returns, its `losses` (policy_loss, value_loss), the
@@ -288,13 +299,9 @@ def check_training(threshold, trainings, required, budget=None):
     `threshold` (it stops as soon as the outcome is known)."""
 
     def run(ctx):
-        results = []
-        for index in range(1, trainings + 1):
-            passed = sum(r["passed"] for r in results)
-            if passed >= required or passed + trainings - index + 1 < required:
-                break
-            ctx.progress(f"training {index} (up to {trainings}; {required} must reach {threshold})")
-            results.append(train_once(ctx, index, threshold, budget))
+        results = trainings_until_decided(
+            ctx, trainings, required, lambda index: train_once(ctx, index, threshold, budget), f"reach {threshold}"
+        )
         passed = sum(r["passed"] for r in results)
         ok = passed >= required
         lines = [r["message"] for r in results]

@@ -1,4 +1,5 @@
-"""What the assignments' checks share: naming the likely bug, and drawing a figure.
+"""What the assignments' checks share: naming the likely bug, drawing a figure, and the rule "k of
+at most n trainings" (`trainings_until_decided`).
 
 `likely_bug(got, candidates)`: a check that knows what the typical bugs produce compares the
 submission's answer with each and names the first that matches. `figure(...)` and
@@ -39,3 +40,17 @@ def save(fig, path, dpi=100):
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     return str(path)
+
+
+def trainings_until_decided(ctx, trainings, required, train_one, goal):
+    """The results (dicts with "passed") of train_one(1), train_one(2), ... up to `trainings`,
+    stopping as soon as `required` of them passed or can no longer pass: the rule "k of at most n
+    trainings" of the learned models' checks. `goal` says what a training must do, for the progress."""
+    results = []
+    for index in range(1, trainings + 1):
+        passed = sum(r["passed"] for r in results)
+        if passed >= required or passed + trainings - index + 1 < required:
+            break
+        ctx.progress(f"training {index} (up to {trainings}; {required} must {goal})")
+        results.append(train_one(index))
+    return results

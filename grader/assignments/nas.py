@@ -68,7 +68,7 @@ import numpy as np
 from ..answers import expect_array, expect_handle
 from ..sandbox import Service, SubmissionError
 from ..spec import Assignment, Check, Limits, Outcome
-from ._shared import figure, likely_bug, save
+from ._shared import figure, likely_bug, save, trainings_until_decided
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the course's datasets package
 import datasets
@@ -900,13 +900,9 @@ def search_once(ctx, index):
 
 
 def check_search(ctx):
-    results = []
-    for index in range(1, TRAININGS + 1):
-        passed = sum(r["passed"] for r in results)
-        if passed >= REQUIRED or passed + TRAININGS - index + 1 < REQUIRED:
-            break
-        ctx.progress(f"training {index} (up to {TRAININGS}; {REQUIRED} must rank in the top {top_rank()})")
-        results.append(search_once(ctx, index))
+    results = trainings_until_decided(
+        ctx, TRAININGS, REQUIRED, lambda index: search_once(ctx, index), f"rank in the top {top_rank()}"
+    )
     passed = sum(r["passed"] for r in results)
     random_ranks = random_search(ctx.rng("random-search"))
     comparison = (

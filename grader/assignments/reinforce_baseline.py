@@ -258,13 +258,7 @@ by default), on the grader's CartPole-v1 episodes seen through a secret relabell
 observation features permuted and sign-flipped, the actions possibly swapped; the same for the
 evaluation), so only a policy learned from those episodes can pass. At most {BUDGET} episodes are
 handed out (every episode train() plays counts, greedy checks included), and none after
-{LIMITS.train_time:g} CPU seconds. The greedy policy (the most probable action) is then evaluated on
-{common.EVALUATION_EPISODES} episodes by the grader's own code: your Agent.policy leaves your
-process as its Keras config and weights (to_json(), get_weights(); built-in layers only), is rebuilt
-by the grader, must give the probabilities Agent.predict gave on {common.PROBES} secret states, and
-plays each state on its own. A training passes at a mean return of at least
-{THRESHOLD}, and {REQUIRED} of at most {TRAININGS} trainings must pass (the grader stops as soon as
-the outcome is known).
+{LIMITS.train_time:g} CPU seconds. {common.evaluation_summary(THRESHOLD, TRAININGS, REQUIRED)}
 """
 
 ASSIGNMENT = Assignment(
