@@ -1089,17 +1089,22 @@ def grader_as(mode, place, *args, timeout=900):
         return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     from grader.policy import python_folders
 
-    script, stage = [], place / ".stage"
-    for i, folder in enumerate(python_folders()):
+    # The Python installation, and the repository's code where the checkout lies in a folder others
+    # may not enter (e.g. a clone in a `mktemp -d` folder, mode 0700): each set aside, a tmpfs over
+    # the top folder others may not enter, each bound back in, then the grader started from there.
+    script, stage, tops = [], place / ".stage", {}
+    needed = [*python_folders(), *(REPO / name for name in ("grader", "datasets", "solutions", "assignments"))]
+    for i, folder in enumerate(needed):
         top = unreachable_top(folder)
         if top is not None:
             (stage / str(i)).mkdir(parents=True)
-            script += [
-                f"mount --bind '{folder}' '{stage}/{i}'",
-                f"mount -t tmpfs -o mode=755 tmpfs '{top}'",
-                f"mkdir -p '{folder}'",
-                f"mount --bind '{stage}/{i}' '{folder}'",
-            ]
+            script.append(f"mount --bind '{folder}' '{stage}/{i}'")
+            tops.setdefault(top, []).append((i, folder))
+    for top, folders in tops.items():
+        script.append(f"mount -t tmpfs -o mode=755 tmpfs '{top}'")
+        for i, folder in folders:
+            script += [f"mkdir -p '{folder}'", f"mount --bind '{stage}/{i}' '{folder}'"]
+    script.append(f"cd '{REPO}'")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(place), "GRADER_KEY_FILE": str(place / "key"), "LANG": "C.UTF-8"}
     user = ["setpriv", "--reuid", str(TEST_USER), "--regid", str(TEST_USER), "--clear-groups", "--"]
     if os.geteuid() != 0:
