@@ -34,7 +34,7 @@ choices of architecture, but not a missing KL term or a broken decoder (tens of 
 Measured with the grader's measuring (`python bench/vae.py --seed 42 [--solution FILE]` in the course's repository,
 2026-11-29,
 encoder and decoder rebuilt by grader/measured.py, secret noise): the reference reaches 145.26 (z_dim 2) and 103.66 (z_dim 100); before issue 15, 144.36/144.21 and 103.15/102.79 with seeds 42/7; thresholds 150 and 107. Variants a student might write: sd = exp(log-variance / 2) (Rescaling and an exponential Activation): 144.09 and 103.83 (z_dim 2 and 100); hidden layers of 256 units: 146.98 and 104.93 (z_dim 2 and 100).
-Over gradings (`python -m grader solutions/vae.py --seed S`, S = 1, 2, 3, 4, and 42 above, on
+Over gradings of the reference (the grader's `--seed S`, S = 1, 2, 3, 4, and 42 above, on
 2026-11-29, after issue 15): z_dim 2: 145.40, 144.15, 144.88, 145.33, 145.26 (mean 145.0, sd 0.52;
 the threshold 150 lies 9.6 sds above); z_dim 100: 103.11, 103.53, 103.33, 102.92, 103.66 (mean
 103.3, sd 0.30; 107 lies 12 sds above): 5 of 5 gradings pass, and a false failure would need a
