@@ -217,6 +217,22 @@ def test_tampered_logits_are_refused(tmp_path, submission):
     )
 
 
+def test_a_controller_of_another_shape_is_refused(tmp_path, submission):
+    """The grader measures the template's controller: one sharing a single Dense layer of logits
+    across the decisions (not the template's) is refused with the shapes it expects."""
+    text = variant(
+        SOLUTION,
+        (
+            """        logits = keras.layers.EinsumDense(  # logits[:, t] = hidden[:, t] @ W[t] + b[t]
+            "ntu,tuc->ntc", output_shape=[num_decisions, num_choices], bias_axes="tc")(hidden)""",
+            "        logits = keras.layers.Dense(num_choices)(hidden)",
+        ),
+    )
+    result, checks, _ = checks_of(tmp_path, submission(text, name="nas.py"), "--check", "Controller.greedy")
+    message = checks["Controller.greedy: the most probable architecture"]["message"]
+    assert result.returncode == 1 and "EinsumDense of 3 logits per decision" in message, message
+
+
 # ------------------------------------------------------------------ full gradings
 @pytest.fixture
 def fixed_key(tmp_path, monkeypatch):
@@ -240,3 +256,23 @@ def test_table_digest_matches_the_checksums():
     data = (REPO / "datasets" / "nas_table.json").read_bytes()
     entry = json.loads((REPO / "datasets" / "checksums.json").read_text())["nas_table"]
     assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["size"]
+
+
+@pytest.mark.slow
+def test_a_controller_that_trains_only_when_watched_fails_the_search(tmp_path, submission, fixed_key):
+    """A submission that trains only in the unit check of train() (12 evaluations) and leaves the
+    controller untrained in the search passes every unit check and fails the search, which names
+    the loop: the controller's greedy architecture is measured from its weights, so it cannot
+    claim what it did not learn."""
+    text = variant(
+        SOLUTION,
+        (
+            "        controller.train(choices, returns)\n",
+            "        if args.evaluations < 20:\n            controller.train(choices, returns)\n",
+        ),
+    )
+    result, checks, _ = checks_of(tmp_path, submission(text, name="nas.py"))
+    failed = {n: c["message"] for n, c in checks.items() if not c["passed"]}
+    assert result.returncode == 1 and list(failed) == ["search: greedy architecture in the top"], failed
+    message = failed["search: greedy architecture in the top"]
+    assert "every unit check passed" in message and "did not learn: look at the training loop" in message, message
