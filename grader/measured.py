@@ -74,7 +74,7 @@ if __package__:  # the grader's side (in the measurement sandbox this file is a 
         for i, array in enumerate(answer):
             if not np.all(np.isfinite(array)):
                 raise SubmissionError(
-                    "invalid", f"{name}[{i}] has non-finite values (NaN or infinity): the training diverged"
+                    "invalid", f"{name}[{i}] has non-finite values (NaN or infinity)", cause="the training diverged"
                 )
         return list(answer)
 

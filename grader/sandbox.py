@@ -55,11 +55,14 @@ class SubmissionError(Exception):
     """The submission failed: crashed, hung, used too much memory, broke the protocol,
     left a TODO or returned something invalid. `kind` is one of: todo, syntax, import,
     exception, exit, crash, timeout, memory, threads, processes, protocol, invalid, stopped,
-    too_large."""
+    too_large. `observed` is what the grader saw; `cause`, when given, what it concludes from it
+    (e.g. "likely bug: ..."); `message` joins them for the report."""
 
-    def __init__(self, kind, message, details=""):
-        super().__init__(message)
-        self.kind, self.message, self.details = kind, message, details
+    def __init__(self, kind, observed, details="", *, cause=""):
+        self.observed, self.cause = observed, cause
+        self.message = f"{observed}; {cause}" if cause else observed
+        super().__init__(self.message)
+        self.kind, self.details = kind, details
 
 
 class DeviceUnavailable(Exception):

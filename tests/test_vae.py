@@ -260,7 +260,7 @@ def test_the_weights_that_come_back_are_checked():
         ),
         ([good[0], "weights"], "VAE.decoder.get_weights()[1] is str"),
         ([good[0], [np.zeros(2)]], "VAE.decoder.get_weights()[1] is list"),
-        ([good[0], np.array([1.0, np.nan])], "non-finite values (NaN or infinity): the training diverged"),
+        ([good[0], np.array([1.0, np.nan])], "non-finite values (NaN or infinity); the training diverged"),
         ([np.broadcast_to(np.float32(0), ((MAX_WEIGHTS_MB << 18) + 1,))], f"more than the {MAX_WEIGHTS_MB} MiB"),
     ]:
         with pytest.raises(SubmissionError, match=re.escape(reason)) as failure:

@@ -143,8 +143,8 @@ def expect_encoding(answer, n, z_dim):
         raise SubmissionError(
             "invalid",
             f"{ENCODER}: the encoder gave a non-positive sd ({np.count_nonzero(sd <= 0)} "
-            f"of {sd.size} values, minimum {sd.min():.3g}); likely bug: the "
-            "log-variance (or an unconstrained output) is used as the standard "
+            f"of {sd.size} values, minimum {sd.min():.3g})",
+            cause="likely bug: the log-variance (or an unconstrained output) is used as the standard "
             "deviation: make it positive (e.g. exp or softplus)",
         )
     return mean.astype(np.float64), sd.astype(np.float64)
@@ -393,8 +393,7 @@ def check_train_step(ctx):
         return Outcome(
             False,
             f"{STEP}: after one epoch of train() on {STEP_IMAGES} training images (-ELBO {elbo_before:.1f} nats "
-            f"before), {failure.message.split('; likely bug')[0].removesuffix(': the training diverged')}: "
-            f"the training diverged; {DIVERGED}",
+            f"before), {failure.observed}: the training diverged; {DIVERGED}",
             value=float("inf"),
             threshold=f"< {-0.1 * elbo_before:.0f}",
         )
