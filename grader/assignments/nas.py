@@ -998,9 +998,11 @@ def plot_search(ctx, index, served, decay, greedy_ranks, distributions, relabell
             value = t.decisions[decision][1][relabelling.choices[step][c]]
             middle_x = decision + (relabelling.choices[step][c] - (t.num_choices - 1) / 2) * width
             right.bar(middle_x, distributions[step][c], width=width * 0.9, color=f"C{relabelling.choices[step][c]}")
-            right.text(middle_x, distributions[step][c] + 0.02, str(value), ha="center", fontsize=7)
+            right.text(
+                middle_x, distributions[step][c] + 0.02, str(value), ha="center", va="bottom", rotation=90, fontsize=7
+            )
     right.set_xticks(range(t.num_decisions), [name for name, _ in t.decisions], rotation=20, fontsize=8)
-    right.set(ylim=(0, 1.15), ylabel="pi(a_t | greedy a_<t)", title="final distribution of each decision")
+    right.set(ylim=(0, 1.35), ylabel="pi(a_t | greedy a_<t)", title="final distribution of each decision")
     return save(fig, ctx.plots_dir / f"nas-training-{index}.png", dpi=80)
 
 
