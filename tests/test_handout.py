@@ -1,5 +1,6 @@
 """The student handout (tools/make_handout.py): no solution in it, and its grader works."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -245,6 +246,8 @@ def test_the_handout_has_a_notebook_of_every_template(handout):
         assert all(c.source.count("\ndef ") + c.source.startswith("def ") <= 1 for c in todos)  # a function a cell
         last = notebook.cells[-1].source
         assert 'if __name__ == "__main__":\n    main([])' in last
+        code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
+        assert not re.findall(r'(?<![.\w"])__file__', code), f"{name}.ipynb: Jupyter defines no __file__"
         template = (REPO / "assignments" / f"{name}.py").read_text()
         if make_handout.FENCE in template:  # the grader interface: the last cell, marked as such
             assert make_handout.FENCE in last and notebook.cells[-2].source.startswith("## Grader interface")
@@ -264,7 +267,7 @@ def test_the_handout_notebooks_filled_from_the_solutions_convert_and_compile(han
     assert b"NotImplementedError" not in program.code and program.notes == ()
 
 
-@pytest.mark.parametrize("name", ["bandits", "value_iteration"])
+@pytest.mark.parametrize("name", ["bandits", "value_iteration", "nas"])
 def test_the_filled_handout_notebooks_pass_and_run_in_jupyter(handout, tmp_path, name):
     """Graded by the handout's grader, every check passes; run as Jupyter does (as __main__, with the
     kernel's argv), the last cell runs main([])."""

@@ -70,6 +70,7 @@ NOTEBOOK_EDITS = (
         'if __name__ == "__main__":\n    main([])  # the options as on the command line, e.g. main(["--help"])',
     ),
     ("os.path.abspath(__file__)", 'os.path.abspath(globals().get("__file__", "{name}.ipynb"))'),
+    ("Path(__file__)", 'Path(globals().get("__file__", "{name}.ipynb"))'),
 )
 HOW_TO = """## Working in this notebook
 
